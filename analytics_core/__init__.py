@@ -1,0 +1,110 @@
+"""analytics_core: a fast, Segment-compatible analytics client.
+
+Use it as Segment's analytics-python is used::
+
+    import analytics_core as analytics
+    analytics.write_key = "WRITE_KEY"
+    analytics.track("user-1", "Signed Up", {"plan": "Enterprise"})
+    analytics.flush()
+
+The module-level settings below are read once, when the first call builds ``default_client``.
+"""
+
+from typing import Any, Dict, Optional
+
+from .client import DEFAULT_OAUTH_SCOPE, DEFAULT_OAUTH_SERVER, Client
+from .errors import APIError, MessageTooLargeError, OAuthError, QueueFullError, ValidationError
+from .version import VERSION
+
+__version__ = VERSION
+
+__all__ = [
+    "VERSION", "__version__", "Client", "APIError", "OAuthError", "ValidationError",
+    "QueueFullError", "MessageTooLargeError", "default_client",
+    "identify", "track", "page", "screen", "group", "alias", "flush", "join", "shutdown",
+]
+
+# Module-level settings, the same names and defaults as Segment's analytics-python.
+write_key: Optional[str] = None
+host: Optional[str] = None
+on_error = None
+debug = False
+log_handler = None
+send = True
+sync_mode = False
+max_queue_size = 10000
+gzip = False
+timeout = 15
+max_retries = 10
+proxies: Optional[Dict[str, str]] = None
+upload_size = 100
+upload_interval = 0.5
+thread = 1
+oauth_client_id: Optional[str] = None
+oauth_client_key: Optional[str] = None
+oauth_key_id: Optional[str] = None
+oauth_auth_server = DEFAULT_OAUTH_SERVER
+oauth_scope = DEFAULT_OAUTH_SCOPE
+
+default_client: Optional[Client] = None
+"""Built from the settings above on the first call; set it yourself to use your own Client."""
+
+
+def _client() -> Client:
+    global default_client
+    if default_client is None:
+        default_client = Client(
+            write_key, host=host, debug=debug, max_queue_size=max_queue_size, send=send,
+            on_error=on_error, gzip=gzip, max_retries=max_retries, sync_mode=sync_mode,
+            timeout=timeout, proxies=proxies, thread=thread, upload_size=upload_size,
+            upload_interval=upload_interval, log_handler=log_handler,
+            oauth_client_id=oauth_client_id, oauth_client_key=oauth_client_key,
+            oauth_key_id=oauth_key_id, oauth_auth_server=oauth_auth_server,
+            oauth_scope=oauth_scope,
+        )
+    return default_client
+
+
+def identify(*args: Any, **kwargs: Any):
+    """Identify a user on the default client (see :meth:`Client.identify`)."""
+    return _client().identify(*args, **kwargs)
+
+
+def track(*args: Any, **kwargs: Any):
+    """Track an event on the default client (see :meth:`Client.track`)."""
+    return _client().track(*args, **kwargs)
+
+
+def page(*args: Any, **kwargs: Any):
+    """Record a page view on the default client (see :meth:`Client.page`)."""
+    return _client().page(*args, **kwargs)
+
+
+def screen(*args: Any, **kwargs: Any):
+    """Record a screen view on the default client (see :meth:`Client.screen`)."""
+    return _client().screen(*args, **kwargs)
+
+
+def group(*args: Any, **kwargs: Any):
+    """Associate a user with a group on the default client (see :meth:`Client.group`)."""
+    return _client().group(*args, **kwargs)
+
+
+def alias(*args: Any, **kwargs: Any):
+    """Alias one user id to another on the default client (see :meth:`Client.alias`)."""
+    return _client().alias(*args, **kwargs)
+
+
+def flush(timeout: Optional[float] = None) -> bool:
+    """Block until the default client delivered everything queued (no-op if never used)."""
+    return True if default_client is None else default_client.flush(timeout)
+
+
+def join(timeout: Optional[float] = None) -> bool:
+    """Deliver what the default client queued and stop its uploader thread(s)."""
+    return True if default_client is None else default_client.join(timeout)
+
+
+def shutdown(timeout: Optional[float] = None) -> bool:
+    """Flush and stop the default client (an alias of :func:`join`)."""
+    return join(timeout)

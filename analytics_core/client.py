@@ -1,0 +1,320 @@
+"""Client: the six Segment calls -> a validated message, encoded once -> the pipeline."""
+
+import logging
+import numbers
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from . import lifecycle
+from .context import current_request_context, merge_context
+from .encoding import MAX_MESSAGE_BYTES, decode_message, encode_message
+from .errors import MessageTooLargeError, QueueFullError, ValidationError
+from .messages import (
+    Message,
+    base_message,
+    dict_field,
+    optional_text,
+    reject_unknown,
+    require_event,
+    required_id,
+)
+from .pipeline import Pipeline
+from .transport import RetryPolicy, Transport
+from .version import VERSION
+
+logger = logging.getLogger("segment")
+
+LIBRARY = {"name": "analytics-core", "version": VERSION}
+DEFAULT_OAUTH_SERVER = "https://oauth2.segment.io"
+DEFAULT_OAUTH_SCOPE = "tracking_api:write"
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+
+ErrorHandler = Callable[[BaseException, List[Dict[str, Any]]], None]
+Result = Tuple[bool, Message]
+
+
+def configure_logging(debug: bool, log_handler: Optional[logging.Handler]) -> None:
+    """``debug=True``: DEBUG on the ``segment`` logger with a handler; ``log_handler``: add it."""
+    if log_handler is not None and log_handler not in logger.handlers:
+        logger.addHandler(log_handler)
+    if debug:
+        logger.setLevel(logging.DEBUG)
+        if not logger.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+            logger.addHandler(handler)
+
+
+def _check_number(name: str, value: Any, minimum: float, integer: bool = False) -> None:
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
+        wanted = "an integer" if integer else "a number"
+        raise ValidationError(f"{name} must be {wanted} >= {minimum}, got {value!r}")
+
+
+class Client:
+    """A Segment client with its own write key, queue and uploader thread(s).
+
+    Options and defaults mirror Segment's analytics-python ``Client``; see the README's table.
+    """
+
+    def __init__(
+        self,
+        write_key: Optional[str] = None,
+        host: Optional[str] = None,
+        debug: bool = False,
+        max_queue_size: int = 10000,
+        send: bool = True,
+        on_error: Optional[ErrorHandler] = None,
+        gzip: bool = False,
+        max_retries: int = 10,
+        sync_mode: bool = False,
+        timeout: float = 15,
+        proxies: Optional[Dict[str, str]] = None,
+        thread: int = 1,
+        upload_size: int = 100,
+        upload_interval: float = 0.5,
+        log_handler: Optional[logging.Handler] = None,
+        oauth_client_id: Optional[str] = None,
+        oauth_client_key: Optional[str] = None,
+        oauth_key_id: Optional[str] = None,
+        oauth_auth_server: str = DEFAULT_OAUTH_SERVER,
+        oauth_scope: str = DEFAULT_OAUTH_SCOPE,
+        *,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+    ) -> None:
+        if send and not write_key:
+            raise ValidationError("write_key is required (or pass send=False)")
+        if write_key is not None and not isinstance(write_key, str):
+            raise ValidationError(f"write_key must be a string, got {type(write_key).__name__}")
+        if on_error is not None and not callable(on_error):
+            raise ValidationError("on_error must be callable")
+        _check_number("max_queue_size", max_queue_size, 1, integer=True)
+        _check_number("upload_size", upload_size, 1, integer=True)
+        _check_number("thread", thread, 1, integer=True)
+        _check_number("max_retries", max_retries, 0, integer=True)
+        _check_number("upload_interval", upload_interval, 0)
+        _check_number("timeout", timeout, 0)
+        _check_number("shutdown_timeout", shutdown_timeout, 0)
+        configure_logging(debug, log_handler)
+        self.write_key = write_key
+        self.host = host
+        self.debug = debug
+        self.send = send
+        self.sync_mode = sync_mode
+        self.gzip = gzip
+        self.on_error = on_error
+        self.shutdown_timeout = shutdown_timeout
+        self.dropped = 0
+        token_provider = None
+        if oauth_client_id or oauth_client_key or oauth_key_id:
+            token_provider = _oauth_manager(
+                oauth_client_id, oauth_client_key, oauth_key_id, oauth_auth_server, oauth_scope,
+                timeout=timeout, proxies=proxies,
+            )
+        self.transport = Transport(
+            write_key,
+            host,
+            gzip=gzip,
+            timeout=timeout,
+            retry=RetryPolicy(max_retries=max_retries),
+            proxies=proxies,
+            token_provider=token_provider,
+        )
+        self.pipeline = Pipeline(
+            self.transport,
+            write_key,
+            max_queue_size=max_queue_size,
+            upload_size=upload_size,
+            upload_interval=upload_interval,
+            threads=thread,
+            on_failure=self._on_batch_failure,
+        )
+        lifecycle.register(self)
+
+    def __repr__(self) -> str:  # the write key stays out of reprs, logs and tracebacks
+        return f"<analytics_core.Client host={self.transport.url!r} send={self.send}>"
+
+    # -- the six calls ------------------------------------------------------------------------
+
+    def identify(
+        self, user_id=None, traits=None, context=None, timestamp=None, anonymous_id=None,
+        integrations=None, message_id=None, **unexpected,
+    ) -> Result:
+        """Tie a user to their actions and record traits about them."""
+        reject_unknown("identify", unexpected)
+        message = self._base("identify", user_id, anonymous_id, context, timestamp, integrations,
+                             message_id)
+        message["traits"] = dict_field("traits", traits)
+        return self._enqueue(message)
+
+    def track(
+        self, user_id=None, event=None, properties=None, context=None, timestamp=None,
+        anonymous_id=None, integrations=None, message_id=None, **unexpected,
+    ) -> Result:
+        """Record an action the user performed."""
+        reject_unknown("track", unexpected)
+        event = require_event(event)
+        message = self._base("track", user_id, anonymous_id, context, timestamp, integrations,
+                             message_id)
+        message["event"] = event
+        message["properties"] = dict_field("properties", properties)
+        return self._enqueue(message)
+
+    def page(
+        self, user_id=None, category=None, name=None, properties=None, context=None,
+        timestamp=None, anonymous_id=None, integrations=None, message_id=None, **unexpected,
+    ) -> Result:
+        """Record a page view of a website."""
+        reject_unknown("page", unexpected)
+        return self._view("page", user_id, category, name, properties, context, timestamp,
+                          anonymous_id, integrations, message_id)
+
+    def screen(
+        self, user_id=None, category=None, name=None, properties=None, context=None,
+        timestamp=None, anonymous_id=None, integrations=None, message_id=None, **unexpected,
+    ) -> Result:
+        """Record a screen view of a mobile app."""
+        reject_unknown("screen", unexpected)
+        return self._view("screen", user_id, category, name, properties, context, timestamp,
+                          anonymous_id, integrations, message_id)
+
+    def group(
+        self, user_id=None, group_id=None, traits=None, context=None, timestamp=None,
+        anonymous_id=None, integrations=None, message_id=None, **unexpected,
+    ) -> Result:
+        """Associate a user with a group (an account, company, organisation)."""
+        reject_unknown("group", unexpected)
+        group_id = required_id("group", "group_id", group_id)
+        message = self._base("group", user_id, anonymous_id, context, timestamp, integrations,
+                             message_id)
+        message["groupId"] = group_id
+        message["traits"] = dict_field("traits", traits)
+        return self._enqueue(message)
+
+    def alias(
+        self, previous_id=None, user_id=None, context=None, timestamp=None, integrations=None,
+        message_id=None, **unexpected,
+    ) -> Result:
+        """Merge two user identities: ``previous_id`` becomes ``user_id``."""
+        reject_unknown("alias", unexpected)
+        previous = required_id("alias", "previous_id", previous_id)
+        user = required_id("alias", "user_id", user_id)
+        message = self._base("alias", user, None, context, timestamp, integrations, message_id,
+                             require_identity=False, use_request_ids=False)
+        message["previousId"] = previous
+        return self._enqueue(message)
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Block until everything queued so far was delivered or reported (or ``timeout``)."""
+        return self.pipeline.flush(timeout)
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Deliver what is queued, then stop the uploader thread(s)."""
+        return self.pipeline.shutdown(self.shutdown_timeout if timeout is None else timeout)
+
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Flush and stop: what cannot be delivered within ``timeout`` goes to on_error."""
+        return self.join(timeout)
+
+    def stats(self) -> Dict[str, int]:
+        """Counters: messages queued now, delivered, failed (reported), dropped, retries."""
+        pipeline = self.pipeline
+        return {
+            "queued": pipeline.pending(),
+            "delivered": pipeline.delivered,
+            "failed": pipeline.failed,
+            "dropped": self.dropped,
+            "retried": pipeline.retried,
+        }
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _view(self, kind, user_id, category, name, properties, context, timestamp, anonymous_id,
+              integrations, message_id) -> Result:
+        category = optional_text("category", category)
+        name = optional_text("name", name)
+        message = self._base(kind, user_id, anonymous_id, context, timestamp, integrations,
+                             message_id)
+        message["properties"] = dict_field("properties", properties)
+        if name is not None:
+            message["name"] = name
+        if category is not None:
+            message["category"] = category
+        return self._enqueue(message)
+
+    def _base(self, kind, user_id, anonymous_id, context, timestamp, integrations, message_id,
+              require_identity=True, use_request_ids=True) -> Message:
+        request = current_request_context()
+        if request is not None:
+            context = merge_context(context, request.context)
+            if use_request_ids and user_id is None and anonymous_id is None:
+                user_id, anonymous_id = request.user_id, request.anonymous_id
+        return base_message(
+            kind, user_id=user_id, anonymous_id=anonymous_id, context=context,
+            timestamp=timestamp, integrations=integrations, message_id=message_id,
+            library=LIBRARY, require_identity=require_identity,
+        )
+
+    def _enqueue(self, message: Message) -> Result:
+        data = encode_message(message)
+        if len(data) >= MAX_MESSAGE_BYTES:
+            error = MessageTooLargeError(
+                f"{message['type']} message {message['messageId']} is {len(data)} bytes encoded; "
+                f"the limit is {MAX_MESSAGE_BYTES}"
+            )
+            return self._refuse(error, message)
+        if not self.send:
+            return True, message
+        if self.sync_mode:
+            return self._send_now(data, message), message
+        if self.pipeline.put(data):
+            return True, message
+        return self._refuse(QueueFullError("analytics queue is full; message dropped"), message)
+
+    def _refuse(self, error: BaseException, message: Message) -> Result:
+        self.dropped += 1
+        logger.warning("analytics: %s", error)
+        self._call_on_error(error, [message])
+        return False, message
+
+    def _send_now(self, data: bytes, message: Message) -> bool:
+        from .encoding import join_batch
+        from .ids import now_iso
+
+        try:
+            self.transport.send(join_batch([data], now_iso(), self.write_key or ""))
+        except Exception as error:
+            logger.warning("analytics: could not deliver a %s message: %s", message["type"], error)
+            self._call_on_error(error, [message])
+            return False
+        return True
+
+    def _on_batch_failure(self, error: BaseException, batch: List[bytes]) -> None:
+        if self.on_error is not None:
+            self._call_on_error(error, [decode_message(item) for item in batch])
+
+    def _call_on_error(self, error: BaseException, items: List[Dict[str, Any]]) -> None:
+        if self.on_error is None:
+            return
+        try:
+            self.on_error(error, items)
+        except Exception:  # the user's handler must not break the caller or the uploader
+            logger.exception("analytics: the on_error handler raised")
+
+
+def _oauth_manager(client_id, client_key, key_id, auth_server, scope, *, timeout, proxies):
+    missing = [
+        name for name, value in (
+            ("oauth_client_id", client_id), ("oauth_client_key", client_key),
+            ("oauth_key_id", key_id),
+        ) if not value
+    ]
+    if missing:
+        raise ValidationError("OAuth needs all of oauth_client_id, oauth_client_key and "
+                              f"oauth_key_id; missing: {', '.join(missing)}")
+    from .oauth import OAuthTokenManager
+
+    return OAuthTokenManager(client_id, client_key, key_id, auth_server=auth_server, scope=scope,
+                             timeout=timeout, proxies=proxies)

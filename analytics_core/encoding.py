@@ -1,0 +1,246 @@
+"""Cleaning values and encoding each message to JSON bytes exactly once.
+
+The fast path hands the whole message to orjson (or the stdlib ``json`` when orjson is missing) with
+a ``default`` hook for the few non-JSON types the Segment spec cleans (Decimal, set, bytes, ...).
+Only when that fails (a cycle, NaN under the stdlib, an object we cannot represent, an int beyond
+64 bits under orjson, a lone surrogate) do we fall back to a recursive pure-Python cleaner, which
+drops what cannot be represented and says so on the ``segment`` logger.
+"""
+
+import dataclasses
+import datetime as _dt
+import decimal
+import enum
+import json
+import logging
+import math
+import uuid
+from typing import Any, Callable, Dict, List
+
+try:  # orjson encodes a typical message several times faster than the stdlib
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised by the stdlib-fallback tests via force_stdlib()
+    _orjson = None
+
+logger = logging.getLogger("segment")
+
+MAX_MESSAGE_BYTES = 32 * 1024
+"""Segment refuses a single message of 32 KB or more."""
+
+MAX_BATCH_BYTES = 500 * 1024
+"""Segment refuses a batch request body of 500 KB or more."""
+
+MAX_DEPTH = 200
+"""Deeper nesting is replaced by ``None``: orjson refuses beyond 254 levels and nobody means it."""
+
+_UTC = _dt.timezone.utc
+
+
+class _Unencodable(TypeError):
+    """Raised by the default hook for values the cleaner must drop."""
+
+
+def _default(value: Any) -> Any:
+    """Turn the non-JSON types the Segment spec allows into JSON types (fast-path hook)."""
+    if isinstance(value, decimal.Decimal):
+        return _decimal_to_float(value)
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, _dt.datetime):
+        return iso_datetime(value)
+    if isinstance(value, _dt.date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise _Unencodable(type(value).__name__)
+
+
+def _decimal_to_float(value: decimal.Decimal) -> Any:
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def iso_datetime(value: _dt.datetime) -> str:
+    """ISO-8601 with an offset; naive datetimes are taken to be UTC (as DESIGN.md says)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_UTC)
+    return value.isoformat()
+
+
+def _encode_orjson(message: Dict[str, Any]) -> bytes:
+    return _orjson.dumps(
+        message,
+        default=_default,
+        option=_orjson.OPT_NAIVE_UTC | _orjson.OPT_NON_STR_KEYS,
+    )
+
+
+_stdlib_encoder = json.JSONEncoder(
+    default=_default, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def _encode_stdlib(message: Dict[str, Any]) -> bytes:
+    return _stdlib_encoder.encode(message).encode("utf-8")
+
+
+_fast_encode: Callable[[Dict[str, Any]], bytes] = (
+    _encode_orjson if _orjson is not None else _encode_stdlib
+)
+
+
+def using_orjson() -> bool:
+    """Whether the fast path currently uses orjson."""
+    return _fast_encode is _encode_orjson
+
+
+def force_stdlib(enabled: bool = True) -> None:
+    """Use the stdlib encoder even when orjson is installed (for tests and comparisons)."""
+    global _fast_encode
+    _fast_encode = _encode_stdlib if enabled or _orjson is None else _encode_orjson
+
+
+def encode_message(message: Dict[str, Any]) -> bytes:
+    """Encode one message to compact UTF-8 JSON, cleaning it first only if it needs it.
+
+    Never raises for bad values: whatever cannot be represented is dropped (with a warning) or
+    replaced by ``None`` (non-finite floats, nesting beyond ``MAX_DEPTH``).
+    """
+    try:
+        return _fast_encode(message)
+    except (TypeError, ValueError, RecursionError, OverflowError):
+        # Rare: the message holds something the fast encoder refused. Clean it in Python, where
+        # each problem can be handled (and reported) on its own, then encode the plain result.
+        cleaned = clean(message)
+        return _encode_stdlib_plain(cleaned)
+
+
+def _encode_stdlib_plain(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+def decode_message(data: bytes) -> Dict[str, Any]:
+    """Decode bytes produced by :func:`encode_message` (used on the rare error paths)."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(data)
+        except _orjson.JSONDecodeError:
+            pass  # lone surrogates: the stdlib decoder accepts them
+    return json.loads(data.decode("utf-8", "surrogatepass"))
+
+
+def clean(value: Any) -> Any:
+    """Return a copy of ``value`` made only of JSON types, as the Segment spec cleans them.
+
+    datetime/date -> ISO-8601, Decimal -> float, UUID -> str, Enum -> value, set/tuple -> list,
+    bytes -> UTF-8 text, NaN/Infinity -> None, non-string keys -> str. Objects that cannot be
+    represented, cycles and nesting beyond ``MAX_DEPTH`` are dropped with a warning.
+    """
+    return _clean(value, "", 0, set())
+
+
+_PLAIN_SCALARS = (bool, int, type(None))
+
+
+def _clean(value: Any, path: str, depth: int, active: set) -> Any:
+    if isinstance(value, str):
+        return _clean_text(value)
+    if isinstance(value, _PLAIN_SCALARS):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth >= MAX_DEPTH:
+        logger.warning("analytics: value at %s nested deeper than %d levels; dropped", path, depth)
+        return None
+    if isinstance(value, dict):
+        return _clean_dict(value, path, depth, active)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return _clean_list(value, path, depth, active)
+    try:
+        converted = _default(value)
+    except Exception:
+        raise _Drop(type(value).__name__) from None
+    return _clean(converted, path, depth + 1, active)
+
+
+class _Drop(Exception):
+    """The value at hand cannot be represented and must be left out of its container."""
+
+
+def _clean_dict(value: dict, path: str, depth: int, active: set) -> Dict[str, Any]:
+    marker = id(value)
+    if marker in active:
+        raise _Drop("cycle")
+    active.add(marker)
+    try:
+        result: Dict[str, Any] = {}
+        for key, item in list(value.items()):
+            name = _clean_key(key)
+            if name is None:
+                logger.warning("analytics: key of type %s under %s dropped", type(key).__name__, path)
+                continue
+            child_path = f"{path}.{name}" if path else name
+            try:
+                result[name] = _clean(item, child_path, depth + 1, active)
+            except _Drop as reason:
+                logger.warning("analytics: dropped %s (%s cannot be sent)", child_path, reason)
+        return result
+    finally:
+        active.discard(marker)
+
+
+def _clean_list(value: Any, path: str, depth: int, active: set) -> list:
+    marker = id(value)
+    if marker in active:
+        raise _Drop("cycle")
+    active.add(marker)
+    try:
+        result = []
+        for index, item in enumerate(list(value)):
+            child_path = f"{path}[{index}]"
+            try:
+                result.append(_clean(item, child_path, depth + 1, active))
+            except _Drop as reason:
+                logger.warning("analytics: dropped %s (%s cannot be sent)", child_path, reason)
+        return result
+    finally:
+        active.discard(marker)
+
+
+def _clean_key(key: Any) -> Any:
+    if isinstance(key, str):
+        return _clean_text(key)
+    if isinstance(key, (int, float, bool)) or key is None:
+        return str(key)
+    if isinstance(key, (enum.Enum, uuid.UUID, _dt.date, decimal.Decimal)):
+        return str(_default(key))
+    return None
+
+
+def _clean_text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:  # lone surrogates cannot travel as UTF-8
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def join_batch(encoded: List[bytes], sent_at: str, write_key: str) -> bytes:
+    """Build the ``/v1/batch`` body from already-encoded messages without re-encoding them."""
+    tail = b'],"sentAt":' + json.dumps(sent_at).encode() + b',"writeKey":'
+    return b'{"batch":[' + b",".join(encoded) + tail + json.dumps(write_key).encode() + b"}"
+
+
+def batch_overhead(write_key: str) -> int:
+    """Bytes a batch body adds around its messages (an upper bound, for the size limit)."""
+    return len(join_batch([], "0000-00-00T00:00:00.000000+00:00", write_key or "")) + 16

@@ -1,0 +1,36 @@
+"""Exceptions raised or reported by analytics_core."""
+
+from typing import Optional
+
+
+class ValidationError(ValueError):
+    """A call was made with bad arguments; the message names the offending field."""
+
+
+class APIError(Exception):
+    """The tracking API (or the OAuth token endpoint) answered with an error.
+
+    ``status`` is the HTTP status, ``code`` the API's error code (or a short word of ours such as
+    ``"retries-exhausted"``) and ``message`` the API's explanation.
+    """
+
+    def __init__(self, status: Optional[int], code: str, message: str) -> None:
+        super().__init__(status, code, message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message} (status {self.status})"
+
+
+class OAuthError(APIError):
+    """The OAuth token exchange failed."""
+
+
+class QueueFullError(Exception):
+    """The in-memory queue had no room for a message (reported through on_error)."""
+
+
+class MessageTooLargeError(ValueError):
+    """A single message encodes to 32 KB or more (reported through on_error)."""

@@ -1,0 +1,52 @@
+"""Process lifecycle: deliver at exit, and give a forked child a working queue and uploader.
+
+Clients are tracked in a WeakSet, so a client the program dropped is not kept alive by us.
+"""
+
+import atexit
+import logging
+import os
+import threading
+import weakref
+from typing import Any
+
+from . import ids
+
+logger = logging.getLogger("segment")
+
+_clients: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_registered = False
+_register_lock = threading.Lock()
+
+
+def register(client: Any) -> None:
+    """Remember ``client`` for the exit and fork hooks (installed once, on first use)."""
+    global _registered
+    with _register_lock:
+        _clients.add(client)
+        if _registered:
+            return
+        atexit.register(_at_exit)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+        _registered = True
+
+
+def _at_exit() -> None:
+    for client in list(_clients):
+        if not client.send or client.sync_mode:
+            continue
+        try:
+            client.shutdown(client.shutdown_timeout)
+        except Exception:  # one broken client must not stop the others from delivering
+            logger.exception("analytics: delivering at exit failed")
+
+
+def _after_fork_in_child() -> None:
+    # The child inherits the parent's queue but not its threads. The parent still delivers those
+    # messages, so the child starts empty (no duplicates) with fresh locks and a fresh id source.
+    global _register_lock
+    _register_lock = threading.Lock()
+    ids.reset_after_fork()
+    for client in list(_clients):
+        client.pipeline.reset_after_fork()

@@ -1,0 +1,132 @@
+"""Building and validating each message type of the Segment spec.
+
+Each builder checks what the caller controls (programmer errors raise :class:`ValidationError`
+naming the field) and returns a plain dict in wire form; encoding happens afterwards, once.
+"""
+
+import datetime as _dt
+import numbers
+from typing import Any, Dict, Mapping, Optional
+
+from .encoding import iso_datetime
+from .errors import ValidationError
+from .ids import new_message_id, now_iso
+
+Message = Dict[str, Any]
+
+
+def _require_dict(field: str, value: Any) -> Optional[Mapping]:
+    if value is None or isinstance(value, Mapping):
+        return value
+    raise ValidationError(f"{field} must be a dict, got {type(value).__name__}")
+
+
+def _id_text(field: str, value: Any) -> Optional[str]:
+    """User, anonymous, group and previous ids travel as strings; numbers are converted."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        return str(value)
+    raise ValidationError(f"{field} must be a string or a number, got {type(value).__name__}")
+
+
+def _timestamp_text(value: Any) -> str:
+    if value is None:
+        return now_iso()
+    if isinstance(value, _dt.datetime):
+        return iso_datetime(value)
+    if isinstance(value, _dt.date):
+        return iso_datetime(_dt.datetime(value.year, value.month, value.day))
+    if isinstance(value, str):
+        return _parse_timestamp(value)
+    raise ValidationError(f"timestamp must be a datetime, got {type(value).__name__}")
+
+
+def _parse_timestamp(text: str) -> str:
+    from dateutil.parser import isoparse  # only strings need it, so the hot path never imports it
+
+    try:
+        return iso_datetime(isoparse(text))
+    except (ValueError, OverflowError):
+        raise ValidationError(f"timestamp {text!r} is not an ISO-8601 date-time") from None
+
+
+def _message_id_text(value: Any) -> str:
+    if value is None:
+        return new_message_id()
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        return str(value)
+    raise ValidationError(f"message_id must be a non-empty string, got {value!r}")
+
+
+def _reject_unknown(call: str, unexpected: Mapping[str, Any]) -> None:
+    if unexpected:
+        names = ", ".join(sorted(unexpected))
+        raise ValidationError(f"{call}() got unknown argument(s): {names}")
+
+
+def base_message(
+    kind: str,
+    *,
+    user_id: Any,
+    anonymous_id: Any,
+    context: Any,
+    timestamp: Any,
+    integrations: Any,
+    message_id: Any,
+    library: Mapping[str, str],
+    require_identity: bool = True,
+) -> Message:
+    """The fields every message carries, validated; ``library`` is the context.library value."""
+    user = _id_text("user_id", user_id)
+    anonymous = _id_text("anonymous_id", anonymous_id)
+    if require_identity and not user and not anonymous:
+        raise ValidationError(f"{kind}: either user_id or anonymous_id is required")
+    context = _require_dict("context", context)
+    integrations = _require_dict("integrations", integrations)
+    merged_context = dict(context) if context else {}
+    merged_context["library"] = library
+    message: Message = {"type": kind, "messageId": _message_id_text(message_id)}
+    message["timestamp"] = _timestamp_text(timestamp)
+    message["context"] = merged_context
+    message["integrations"] = dict(integrations) if integrations else {}
+    if user:
+        message["userId"] = user
+    if anonymous:
+        message["anonymousId"] = anonymous
+    return message
+
+
+def require_event(event: Any) -> str:
+    """A track call's event name: a non-empty string."""
+    if isinstance(event, str) and event:
+        return event
+    if event is None or event == "":
+        raise ValidationError("track: event is required")
+    raise ValidationError(f"event must be a string, got {type(event).__name__}")
+
+
+def optional_text(field: str, value: Any) -> Optional[str]:
+    """Page and screen name and category: a string or nothing."""
+    if value is None or isinstance(value, str):
+        return value
+    raise ValidationError(f"{field} must be a string, got {type(value).__name__}")
+
+
+def required_id(call: str, field: str, value: Any) -> str:
+    """An id a call cannot go without (group's group_id, alias's previous_id and user_id)."""
+    text = _id_text(field, value)
+    if not text:
+        raise ValidationError(f"{call}: {field} is required")
+    return text
+
+
+def dict_field(field: str, value: Any) -> Dict[str, Any]:
+    """traits / properties: a dict (copied, so later changes by the caller do not leak in)."""
+    checked = _require_dict(field, value)
+    return dict(checked) if checked else {}
+
+
+reject_unknown = _reject_unknown

@@ -1,0 +1,270 @@
+"""The bounded queue of encoded messages and the uploader thread(s) that batch and send them.
+
+A batch leaves when it holds ``upload_size`` messages, when it would reach the batch byte limit,
+``upload_interval`` seconds after the uploader saw its first message, or at once when ``flush()``
+asks. ``flush()`` knows exactly when everything queued before it has been delivered or reported:
+messages are numbered in queue order, and everything below the oldest batch still in flight (or
+below the next message to be taken) is finished.
+"""
+
+import collections
+import logging
+import os
+import threading
+import time
+from typing import Callable, Dict, List, Optional
+
+from .encoding import MAX_BATCH_BYTES, batch_overhead, join_batch
+from .ids import now_iso
+from .transport import Transport
+
+logger = logging.getLogger("segment")
+
+FailureHandler = Callable[[BaseException, List[bytes]], None]
+
+
+class Pipeline:
+    """Queue + uploaders for one client. ``put`` is the only method on the caller's hot path."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        write_key: Optional[str],
+        *,
+        max_queue_size: int = 10000,
+        upload_size: int = 100,
+        upload_interval: float = 0.5,
+        threads: int = 1,
+        on_failure: FailureHandler,
+    ) -> None:
+        self.transport = transport
+        self.write_key = write_key or ""
+        self.max_queue_size = max_queue_size
+        self.upload_size = upload_size
+        self.upload_interval = upload_interval
+        self.thread_count = max(1, threads)
+        self.on_failure = on_failure
+        self.batch_limit = MAX_BATCH_BYTES - batch_overhead(self.write_key)
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._lock = threading.Lock()
+        self._has_items = threading.Condition(self._lock)
+        self._progress = threading.Condition(self._lock)
+        self._queue: collections.deque = collections.deque()
+        self._queued_bytes = 0
+        self._queued_total = 0  # messages ever accepted; message n has sequence number n - 1
+        self._taken_total = 0  # messages handed to an uploader
+        self._in_flight: Dict[int, int] = {}  # batch id -> sequence number of its first message
+        self._next_batch_id = 0
+        self._flush_target = 0  # send without waiting while taken_total is below this
+        self._idle_uploaders = 0
+        self._stopping = False
+        self._threads: List[threading.Thread] = []
+        self._running = False
+        self._pid = os.getpid()
+        self.delivered = 0
+        self.failed = 0
+        self.retried = 0
+
+    # -- the caller's side --------------------------------------------------------------------
+
+    def put(self, data: bytes) -> bool:
+        """Queue one encoded message; False when the queue is full."""
+        with self._lock:
+            queue = self._queue
+            size = len(queue)
+            if size >= self.max_queue_size:
+                return False
+            queue.append(data)
+            self._queued_total += 1
+            self._queued_bytes += len(data)
+            # Wake an idle uploader only when it has something new to decide about.
+            if self._idle_uploaders and (size == 0 or size + 1 >= self.upload_size):
+                self._has_items.notify()
+        if not self._running:
+            self._start()
+        return True
+
+    def pending(self) -> int:
+        """Messages accepted but not yet delivered or reported."""
+        with self._lock:
+            return self._queued_total - self._done_upto()
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Block until every message queued before this call is delivered or reported.
+
+        Returns False if ``timeout`` (seconds) ran out first. If no uploader thread is alive
+        (it died, or this process was forked and none was started yet) the caller's thread sends.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            target = self._queued_total
+            if target > self._flush_target:
+                self._flush_target = target
+            self._has_items.notify_all()
+        while True:
+            with self._lock:
+                if self._done_upto() >= target:
+                    return True
+                if self._uploaders_alive():
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._progress.wait(0.2 if remaining is None else min(0.2, remaining))
+                    continue
+            # Nobody is uploading: do it here rather than wait forever.
+            if self._send_one_batch(deadline):
+                continue
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)  # a batch of a dead uploader is still finishing its report
+
+    def _done_upto(self) -> int:
+        if self._in_flight:
+            return min(self._in_flight.values())
+        return self._taken_total
+
+    def _uploaders_alive(self) -> bool:
+        return self._running and any(thread.is_alive() for thread in self._threads)
+
+    # -- the uploader's side ------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._running and self._pid == os.getpid():
+                return
+            self._stopping = False
+            self._threads = [
+                threading.Thread(target=self._run, name=f"analytics-uploader-{index}", daemon=True)
+                for index in range(self.thread_count)
+            ]
+            self._running = True
+            for thread in self._threads:
+                thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                if not self._send_one_batch(None, wait=True):
+                    return
+            except Exception:  # never let the uploader die: log and go on
+                logger.exception("analytics: unexpected error in the uploader")
+
+    def _take_batch(self, wait: bool) -> "Optional[tuple[int, List[bytes]]]":
+        """Under the lock: wait for a batch to be due, then take it; None when stopping and empty."""
+        queue = self._queue
+        if wait:
+            while not queue:
+                if self._stopping:
+                    return None
+                self._idle_uploaders += 1
+                self._has_items.wait()
+                self._idle_uploaders -= 1
+            due = time.monotonic() + self.upload_interval
+            while (
+                len(queue) < self.upload_size
+                and self._queued_bytes < self.batch_limit
+                and self._taken_total >= self._flush_target
+                and not self._stopping
+            ):
+                remaining = due - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._idle_uploaders += 1
+                self._has_items.wait(remaining)
+                self._idle_uploaders -= 1
+            if not queue:
+                return None if self._stopping else (-1, [])
+        elif not queue:
+            return None
+        batch: List[bytes] = []
+        size = 0
+        while queue and len(batch) < self.upload_size:
+            item_size = len(queue[0]) + 1
+            if batch and size + item_size > self.batch_limit:
+                break
+            batch.append(queue.popleft())
+            size += item_size
+        self._queued_bytes -= size - len(batch)
+        batch_id = self._next_batch_id
+        self._next_batch_id += 1
+        self._in_flight[batch_id] = self._taken_total
+        self._taken_total += len(batch)
+        return batch_id, batch
+
+    def _send_one_batch(self, deadline: Optional[float], wait: bool = False) -> bool:
+        """Take one batch and deliver or report it. False when there was nothing (left) to do."""
+        with self._lock:
+            taken = self._take_batch(wait)
+        if taken is None:
+            return False
+        batch_id, batch = taken
+        if not batch:
+            return True
+        delivered = False
+        try:
+            body = join_batch(batch, now_iso(), self.write_key)
+            self.transport.send(body, on_retry=self._count_retry, deadline=deadline)
+            delivered = True
+        except Exception as error:
+            self._report(error, batch)
+        finally:
+            with self._lock:
+                self._in_flight.pop(batch_id, None)
+                if delivered:
+                    self.delivered += len(batch)
+                else:
+                    self.failed += len(batch)
+                self._progress.notify_all()
+        if delivered:
+            logger.debug("analytics: delivered a batch of %d", len(batch))
+        return True
+
+    def _count_retry(self, attempt: int, error: BaseException) -> None:
+        self.retried += 1
+
+    def _report(self, error: BaseException, batch: List[bytes]) -> None:
+        logger.warning("analytics: could not deliver %d message(s): %s", len(batch), error)
+        try:
+            self.on_failure(error, batch)
+        except Exception:
+            logger.exception("analytics: the failure handler raised")
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Deliver what is queued (within ``timeout``), then stop the uploaders.
+
+        What could not be delivered in time is reported through the failure handler. A later
+        ``put`` starts the uploaders again. Returns True when everything was delivered or reported
+        within the time.
+        """
+        finished = self.flush(timeout)
+        with self._lock:
+            self._stopping = True
+            self._has_items.notify_all()
+            threads = list(self._threads)
+        if not finished:
+            self.transport.stop_event.set()  # cut retry waits short; those batches get reported
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=2.0 if finished else 5.0)
+        with self._lock:
+            leftover = list(self._queue)
+            self._queue.clear()
+            self._taken_total += len(leftover)
+            self._queued_bytes = 0
+            self._running = False
+            self._threads = []
+            self._progress.notify_all()
+        if leftover:
+            self.failed += len(leftover)
+            self._report(TimeoutError("shutdown: not delivered in time"), leftover)
+        self.transport.stop_event.clear()
+        return finished
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: fresh locks, an empty queue and no threads (the parent sends its own)."""
+        self._init_state()
+        self.transport.reset()
