@@ -19,9 +19,24 @@ from .version import VERSION
 __version__ = VERSION
 
 __all__ = [
-    "VERSION", "__version__", "Client", "APIError", "OAuthError", "ValidationError",
-    "QueueFullError", "MessageTooLargeError", "default_client",
-    "identify", "track", "page", "screen", "group", "alias", "flush", "join", "shutdown",
+    "VERSION",
+    "__version__",
+    "Client",
+    "APIError",
+    "OAuthError",
+    "ValidationError",
+    "QueueFullError",
+    "MessageTooLargeError",
+    "default_client",
+    "identify",
+    "track",
+    "page",
+    "screen",
+    "group",
+    "alias",
+    "flush",
+    "join",
+    "shutdown",
 ]
 
 # Module-level settings, the same names and defaults as Segment's analytics-python.
@@ -54,12 +69,25 @@ def _client() -> Client:
     global default_client
     if default_client is None:
         default_client = Client(
-            write_key, host=host, debug=debug, max_queue_size=max_queue_size, send=send,
-            on_error=on_error, gzip=gzip, max_retries=max_retries, sync_mode=sync_mode,
-            timeout=timeout, proxies=proxies, thread=thread, upload_size=upload_size,
-            upload_interval=upload_interval, log_handler=log_handler,
-            oauth_client_id=oauth_client_id, oauth_client_key=oauth_client_key,
-            oauth_key_id=oauth_key_id, oauth_auth_server=oauth_auth_server,
+            write_key,
+            host=host,
+            debug=debug,
+            max_queue_size=max_queue_size,
+            send=send,
+            on_error=on_error,
+            gzip=gzip,
+            max_retries=max_retries,
+            sync_mode=sync_mode,
+            timeout=timeout,
+            proxies=proxies,
+            thread=thread,
+            upload_size=upload_size,
+            upload_interval=upload_interval,
+            log_handler=log_handler,
+            oauth_client_id=oauth_client_id,
+            oauth_client_key=oauth_client_key,
+            oauth_key_id=oauth_key_id,
+            oauth_auth_server=oauth_auth_server,
             oauth_scope=oauth_scope,
         )
     return default_client

@@ -40,7 +40,9 @@ def configure_logging(debug: bool, log_handler: Optional[logging.Handler]) -> No
         logger.setLevel(logging.DEBUG)
         if not logger.handlers:
             handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+            )
             logger.addHandler(handler)
 
 
@@ -108,8 +110,13 @@ class Client:
         token_provider = None
         if oauth_client_id or oauth_client_key or oauth_key_id:
             token_provider = _oauth_manager(
-                oauth_client_id, oauth_client_key, oauth_key_id, oauth_auth_server, oauth_scope,
-                timeout=timeout, proxies=proxies,
+                oauth_client_id,
+                oauth_client_key,
+                oauth_key_id,
+                oauth_auth_server,
+                oauth_scope,
+                timeout=timeout,
+                proxies=proxies,
             )
         self.transport = Transport(
             write_key,
@@ -137,70 +144,153 @@ class Client:
     # -- the six calls ------------------------------------------------------------------------
 
     def identify(
-        self, user_id=None, traits=None, context=None, timestamp=None, anonymous_id=None,
-        integrations=None, message_id=None, **unexpected,
+        self,
+        user_id=None,
+        traits=None,
+        context=None,
+        timestamp=None,
+        anonymous_id=None,
+        integrations=None,
+        message_id=None,
+        **unexpected,
     ) -> Result:
         """Tie a user to their actions and record traits about them."""
         reject_unknown("identify", unexpected)
-        message = self._base("identify", user_id, anonymous_id, context, timestamp, integrations,
-                             message_id)
+        message = self._base(
+            "identify", user_id, anonymous_id, context, timestamp, integrations, message_id
+        )
         message["traits"] = dict_field("traits", traits)
         return self._enqueue(message)
 
     def track(
-        self, user_id=None, event=None, properties=None, context=None, timestamp=None,
-        anonymous_id=None, integrations=None, message_id=None, **unexpected,
+        self,
+        user_id=None,
+        event=None,
+        properties=None,
+        context=None,
+        timestamp=None,
+        anonymous_id=None,
+        integrations=None,
+        message_id=None,
+        **unexpected,
     ) -> Result:
         """Record an action the user performed."""
-        reject_unknown("track", unexpected)
-        event = require_event(event)
-        message = self._base("track", user_id, anonymous_id, context, timestamp, integrations,
-                             message_id)
+        if unexpected:
+            reject_unknown("track", unexpected)
+        if type(event) is not str or not event:
+            event = require_event(event)
+        if type(properties) is not dict:
+            properties = dict_field("properties", properties)
+        message = self._base(
+            "track", user_id, anonymous_id, context, timestamp, integrations, message_id
+        )
         message["event"] = event
-        message["properties"] = dict_field("properties", properties)
+        message["properties"] = properties
         return self._enqueue(message)
 
     def page(
-        self, user_id=None, category=None, name=None, properties=None, context=None,
-        timestamp=None, anonymous_id=None, integrations=None, message_id=None, **unexpected,
+        self,
+        user_id=None,
+        category=None,
+        name=None,
+        properties=None,
+        context=None,
+        timestamp=None,
+        anonymous_id=None,
+        integrations=None,
+        message_id=None,
+        **unexpected,
     ) -> Result:
         """Record a page view of a website."""
         reject_unknown("page", unexpected)
-        return self._view("page", user_id, category, name, properties, context, timestamp,
-                          anonymous_id, integrations, message_id)
+        return self._view(
+            "page",
+            user_id,
+            category,
+            name,
+            properties,
+            context,
+            timestamp,
+            anonymous_id,
+            integrations,
+            message_id,
+        )
 
     def screen(
-        self, user_id=None, category=None, name=None, properties=None, context=None,
-        timestamp=None, anonymous_id=None, integrations=None, message_id=None, **unexpected,
+        self,
+        user_id=None,
+        category=None,
+        name=None,
+        properties=None,
+        context=None,
+        timestamp=None,
+        anonymous_id=None,
+        integrations=None,
+        message_id=None,
+        **unexpected,
     ) -> Result:
         """Record a screen view of a mobile app."""
         reject_unknown("screen", unexpected)
-        return self._view("screen", user_id, category, name, properties, context, timestamp,
-                          anonymous_id, integrations, message_id)
+        return self._view(
+            "screen",
+            user_id,
+            category,
+            name,
+            properties,
+            context,
+            timestamp,
+            anonymous_id,
+            integrations,
+            message_id,
+        )
 
     def group(
-        self, user_id=None, group_id=None, traits=None, context=None, timestamp=None,
-        anonymous_id=None, integrations=None, message_id=None, **unexpected,
+        self,
+        user_id=None,
+        group_id=None,
+        traits=None,
+        context=None,
+        timestamp=None,
+        anonymous_id=None,
+        integrations=None,
+        message_id=None,
+        **unexpected,
     ) -> Result:
         """Associate a user with a group (an account, company, organisation)."""
         reject_unknown("group", unexpected)
         group_id = required_id("group", "group_id", group_id)
-        message = self._base("group", user_id, anonymous_id, context, timestamp, integrations,
-                             message_id)
+        message = self._base(
+            "group", user_id, anonymous_id, context, timestamp, integrations, message_id
+        )
         message["groupId"] = group_id
         message["traits"] = dict_field("traits", traits)
         return self._enqueue(message)
 
     def alias(
-        self, previous_id=None, user_id=None, context=None, timestamp=None, integrations=None,
-        message_id=None, **unexpected,
+        self,
+        previous_id=None,
+        user_id=None,
+        context=None,
+        timestamp=None,
+        integrations=None,
+        message_id=None,
+        **unexpected,
     ) -> Result:
         """Merge two user identities: ``previous_id`` becomes ``user_id``."""
         reject_unknown("alias", unexpected)
         previous = required_id("alias", "previous_id", previous_id)
         user = required_id("alias", "user_id", user_id)
-        message = self._base("alias", user, None, context, timestamp, integrations, message_id,
-                             require_identity=False, use_request_ids=False)
+        message = self._base(
+            "alias",
+            user,
+            None,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+            require_identity=False,
+            use_request_ids=False,
+        )
         message["previousId"] = previous
         return self._enqueue(message)
 
@@ -231,12 +321,24 @@ class Client:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _view(self, kind, user_id, category, name, properties, context, timestamp, anonymous_id,
-              integrations, message_id) -> Result:
+    def _view(
+        self,
+        kind,
+        user_id,
+        category,
+        name,
+        properties,
+        context,
+        timestamp,
+        anonymous_id,
+        integrations,
+        message_id,
+    ) -> Result:
         category = optional_text("category", category)
         name = optional_text("name", name)
-        message = self._base(kind, user_id, anonymous_id, context, timestamp, integrations,
-                             message_id)
+        message = self._base(
+            kind, user_id, anonymous_id, context, timestamp, integrations, message_id
+        )
         message["properties"] = dict_field("properties", properties)
         if name is not None:
             message["name"] = name
@@ -244,17 +346,33 @@ class Client:
             message["category"] = category
         return self._enqueue(message)
 
-    def _base(self, kind, user_id, anonymous_id, context, timestamp, integrations, message_id,
-              require_identity=True, use_request_ids=True) -> Message:
+    def _base(
+        self,
+        kind,
+        user_id,
+        anonymous_id,
+        context,
+        timestamp,
+        integrations,
+        message_id,
+        require_identity=True,
+        use_request_ids=True,
+    ) -> Message:
         request = current_request_context()
         if request is not None:
             context = merge_context(context, request.context)
             if use_request_ids and user_id is None and anonymous_id is None:
                 user_id, anonymous_id = request.user_id, request.anonymous_id
         return base_message(
-            kind, user_id=user_id, anonymous_id=anonymous_id, context=context,
-            timestamp=timestamp, integrations=integrations, message_id=message_id,
-            library=LIBRARY, require_identity=require_identity,
+            kind,
+            user_id,
+            anonymous_id,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+            LIBRARY,
+            require_identity,
         )
 
     def _enqueue(self, message: Message) -> Result:
@@ -306,15 +424,27 @@ class Client:
 
 def _oauth_manager(client_id, client_key, key_id, auth_server, scope, *, timeout, proxies):
     missing = [
-        name for name, value in (
-            ("oauth_client_id", client_id), ("oauth_client_key", client_key),
+        name
+        for name, value in (
+            ("oauth_client_id", client_id),
+            ("oauth_client_key", client_key),
             ("oauth_key_id", key_id),
-        ) if not value
+        )
+        if not value
     ]
     if missing:
-        raise ValidationError("OAuth needs all of oauth_client_id, oauth_client_key and "
-                              f"oauth_key_id; missing: {', '.join(missing)}")
+        raise ValidationError(
+            "OAuth needs all of oauth_client_id, oauth_client_key and "
+            f"oauth_key_id; missing: {', '.join(missing)}"
+        )
     from .oauth import OAuthTokenManager
 
-    return OAuthTokenManager(client_id, client_key, key_id, auth_server=auth_server, scope=scope,
-                             timeout=timeout, proxies=proxies)
+    return OAuthTokenManager(
+        client_id,
+        client_key,
+        key_id,
+        auth_server=auth_server,
+        scope=scope,
+        timeout=timeout,
+        proxies=proxies,
+    )

@@ -187,7 +187,9 @@ def _clean_dict(value: dict, path: str, depth: int, active: set) -> Dict[str, An
         for key, item in list(value.items()):
             name = _clean_key(key)
             if name is None:
-                logger.warning("analytics: key of type %s under %s dropped", type(key).__name__, path)
+                logger.warning(
+                    "analytics: key of type %s under %s dropped", type(key).__name__, path
+                )
                 continue
             child_path = f"{path}.{name}" if path else name
             try:

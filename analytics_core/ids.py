@@ -9,38 +9,43 @@ import datetime as _dt
 import os
 import threading
 import time
-from typing import Tuple
+from typing import List, Tuple
 
-_IDS_PER_DRAW = 256
-_VARIANT = "89ab"
+_IDS_PER_DRAW = 512
+# The RFC 4122 variant digit for each possible random hex digit (its top two bits become 10).
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def _draw_ids(count: int) -> List[str]:
+    h = os.urandom(16 * count).hex()
+    # Version 4 in the 13th digit and the variant in the 17th, as uuid.uuid4() does.
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
+        f"{_VARIANT[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
 
 
 class _IdSource:
-    """Random UUID4 strings from a buffer of random bytes refilled in bulk."""
+    """Random UUID4 strings, formatted in bulk from one ``os.urandom`` call per 512 ids."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._hex = ""
-        self._offset = 0
+        self._ids: List[str] = []
+        self._refill_lock = threading.Lock()
 
     def reset(self) -> None:
-        """Forget buffered randomness (after ``fork()`` the child must not repeat the parent's ids)."""
-        self._lock = threading.Lock()
-        self._hex = ""
-        self._offset = 0
+        """Forget buffered ids (after ``fork()`` the child must not repeat the parent's ids)."""
+        self._ids = []
+        self._refill_lock = threading.Lock()
 
     def next_id(self) -> str:
-        with self._lock:
-            offset = self._offset
-            if offset >= len(self._hex):
-                self._hex = os.urandom(16 * _IDS_PER_DRAW).hex()
-                offset = 0
-            self._offset = offset + 32
-            h = self._hex[offset : offset + 32]
-        # Version 4 in the 13th digit and the RFC 4122 variant in the 17th, as uuid.uuid4() does.
-        return (
-            f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
-        )
+        try:
+            return self._ids.pop()  # list.pop is atomic under the GIL: no lock on the hot path
+        except IndexError:
+            with self._refill_lock:
+                if not self._ids:
+                    self._ids = _draw_ids(_IDS_PER_DRAW)
+            return self.next_id()
 
 
 _source = _IdSource()

@@ -6,7 +6,8 @@ naming the field) and returns a plain dict in wire form; encoding happens afterw
 
 import datetime as _dt
 import numbers
-from typing import Any, Dict, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Dict, Optional
 
 from .encoding import iso_datetime
 from .errors import ValidationError
@@ -15,16 +16,20 @@ from .ids import new_message_id, now_iso
 Message = Dict[str, Any]
 
 
-def _require_dict(field: str, value: Any) -> Optional[Mapping]:
-    if value is None or isinstance(value, Mapping):
+def _require_dict(field: str, value: Any) -> Optional[Dict[str, Any]]:
+    if value is None or type(value) is dict:
         return value
+    if isinstance(value, Mapping):
+        return dict(value)
     raise ValidationError(f"{field} must be a dict, got {type(value).__name__}")
 
 
 def _id_text(field: str, value: Any) -> Optional[str]:
     """User, anonymous, group and previous ids travel as strings; numbers are converted."""
-    if value is None or isinstance(value, str):
+    if value is None or type(value) is str:
         return value
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
         return str(value)
     raise ValidationError(f"{field} must be a string or a number, got {type(value).__name__}")
@@ -69,7 +74,6 @@ def _reject_unknown(call: str, unexpected: Mapping[str, Any]) -> None:
 
 def base_message(
     kind: str,
-    *,
     user_id: Any,
     anonymous_id: Any,
     context: Any,
@@ -79,23 +83,33 @@ def base_message(
     library: Mapping[str, str],
     require_identity: bool = True,
 ) -> Message:
-    """The fields every message carries, validated; ``library`` is the context.library value."""
-    user = _id_text("user_id", user_id)
-    anonymous = _id_text("anonymous_id", anonymous_id)
-    if require_identity and not user and not anonymous:
+    """The fields every message carries, validated; ``library`` is the context.library value.
+
+    Written for the common case (string ids, nothing else given): each check there is one
+    exact-type test, and the general validators run only for other values.
+    """
+    if user_id is not None and type(user_id) is not str:
+        user_id = _id_text("user_id", user_id)
+    if anonymous_id is not None and type(anonymous_id) is not str:
+        anonymous_id = _id_text("anonymous_id", anonymous_id)
+    if require_identity and not user_id and not anonymous_id:
         raise ValidationError(f"{kind}: either user_id or anonymous_id is required")
-    context = _require_dict("context", context)
-    integrations = _require_dict("integrations", integrations)
-    merged_context = dict(context) if context else {}
-    merged_context["library"] = library
-    message: Message = {"type": kind, "messageId": _message_id_text(message_id)}
-    message["timestamp"] = _timestamp_text(timestamp)
-    message["context"] = merged_context
-    message["integrations"] = dict(integrations) if integrations else {}
-    if user:
-        message["userId"] = user
-    if anonymous:
-        message["anonymousId"] = anonymous
+    if context is None:
+        context = {"library": library}
+    else:
+        context = dict(_require_dict("context", context))
+        context["library"] = library
+    message: Message = {
+        "type": kind,
+        "messageId": new_message_id() if message_id is None else _message_id_text(message_id),
+        "timestamp": now_iso() if timestamp is None else _timestamp_text(timestamp),
+        "context": context,
+        "integrations": {} if integrations is None else _require_dict("integrations", integrations),
+    }
+    if user_id:
+        message["userId"] = user_id
+    if anonymous_id:
+        message["anonymousId"] = anonymous_id
     return message
 
 
@@ -124,9 +138,12 @@ def required_id(call: str, field: str, value: Any) -> str:
 
 
 def dict_field(field: str, value: Any) -> Dict[str, Any]:
-    """traits / properties: a dict (copied, so later changes by the caller do not leak in)."""
+    """traits / properties: a dict, or an empty one for None (the message is encoded right
+    away, so the caller's later changes cannot leak into what is sent)."""
+    if type(value) is dict:
+        return value
     checked = _require_dict(field, value)
-    return dict(checked) if checked else {}
+    return {} if checked is None else dict(checked)
 
 
 reject_unknown = _reject_unknown

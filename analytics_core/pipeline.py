@@ -152,7 +152,7 @@ class Pipeline:
                 logger.exception("analytics: unexpected error in the uploader")
 
     def _take_batch(self, wait: bool) -> "Optional[tuple[int, List[bytes]]]":
-        """Under the lock: wait for a batch to be due, then take it; None when stopping and empty."""
+        """Under the lock: wait until a batch is due and take it; None when stopping and empty."""
         queue = self._queue
         if wait:
             while not queue:
@@ -265,6 +265,6 @@ class Pipeline:
         return finished
 
     def reset_after_fork(self) -> None:
-        """In a forked child: fresh locks, an empty queue and no threads (the parent sends its own)."""
+        """In a forked child: fresh locks, an empty queue, no threads (the parent sends its own)."""
         self._init_state()
         self.transport.reset()

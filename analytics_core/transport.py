@@ -108,7 +108,9 @@ class Transport:
         self._token_provider = token_provider
         self._basic = "Basic " + base64.b64encode(f"{write_key or ''}:".encode()).decode()
         self._proxies = proxies
-        self._local = threading.local()  # one session per uploader thread: Session is not thread-safe
+        self._local = (
+            threading.local()
+        )  # one session per uploader thread: Session is not thread-safe
         self.stop_event = threading.Event()
         """Set to cut retry waits short (shutdown); the batch is then reported, not dropped."""
 
@@ -126,7 +128,9 @@ class Transport:
         session = requests.Session()
         # requests looks up proxy settings in the environment on every request (about 0.5 ms);
         # resolve them once here instead, keeping what the environment says.
-        settings = session.merge_environment_settings(self.url, self._proxies or {}, None, None, None)
+        settings = session.merge_environment_settings(
+            self.url, self._proxies or {}, None, None, None
+        )
         session.trust_env = False
         session.proxies = settings.get("proxies") or {}
         session.verify = settings.get("verify", True)
@@ -184,7 +188,7 @@ class Transport:
                 raise error
 
     def _attempt(self, body: bytes) -> "tuple[Optional[BaseException], Optional[float]]":
-        """One try: (None, None) on success, else (error, seconds to wait or -1, or None = final)."""
+        """One try: (None, None) on success, else (error, seconds to wait, -1 or None = final)."""
         try:
             response = self.post_once(body)
         except requests.RequestException as exc:
