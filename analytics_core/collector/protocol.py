@@ -1,0 +1,256 @@
+"""The Segment HTTP Tracking API's rules: auth, body decoding, limits and message validation.
+
+Everything here works on bytes and dicts only, so the HTTP handler stays a thin shell and
+every rule can be checked without a socket.
+"""
+
+import base64
+import binascii
+import json
+import re
+import zlib
+from typing import Any, Dict, List, Optional, Tuple
+
+from .store import StoredRow
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "MESSAGE_TYPES",
+    "RequestError",
+    "write_key_from_authorization",
+    "decode_body",
+    "parse_tracking_body",
+    "validate_messages",
+]
+
+# Segment's documented limits: 500 KB per batch request, 32 KB per message.
+MAX_BODY_BYTES = 500 * 1024
+MAX_MESSAGE_BYTES = 32 * 1024
+
+MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+
+
+class RequestError(Exception):
+    """A request the collector refuses; becomes ``{"code": ..., "message": ...}``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def to_json(self) -> Dict[str, str]:
+        """The response body for this error."""
+        return {"code": self.code, "message": self.message}
+
+
+def bad_request(code: str, message: str) -> RequestError:
+    """Shorthand for a 400 error."""
+    return RequestError(400, code, message)
+
+
+def write_key_from_authorization(header: Optional[str]) -> Optional[str]:
+    """Return the write key in a ``Basic base64(key:)`` header, or None if there is none.
+
+    Other schemes (``Bearer`` for OAuth) carry no write key, so they yield None and the
+    body's ``writeKey`` is used instead.
+    """
+    if not header:
+        return None
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError) as exc:
+        raise bad_request("invalid-authorization", "Authorization is not valid Basic auth") from exc
+    key = decoded.partition(":")[0]
+    return key or None
+
+
+def decode_body(raw: bytes, content_encoding: Optional[str], limit: int = MAX_BODY_BYTES) -> bytes:
+    """Undo ``Content-Encoding`` (identity or gzip), never producing more than ``limit`` bytes."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding not in ("gzip", "x-gzip"):
+        raise bad_request("unsupported-encoding", f"Content-Encoding {encoding!r} is not supported")
+    # max_length caps the output, so a small "zip bomb" cannot expand into memory.
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise bad_request("invalid-gzip", "the body is not valid gzip") from exc
+    if len(body) > limit:
+        raise body_too_large(limit)
+    if not inflater.eof:
+        raise bad_request("invalid-gzip", "the gzip stream is truncated")
+    return body
+
+
+def body_too_large(limit: int = MAX_BODY_BYTES) -> RequestError:
+    """The 400 for a body over ``limit`` bytes, compressed or not."""
+    return bad_request("body-too-large", f"the request body is over {limit // 1024} KB")
+
+
+# (message, its JSON text as sent, or None when it must be encoded again)
+Parsed = Tuple[Any, Optional[str]]
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def parse_tracking_body(body: bytes, kind: str) -> Tuple[Optional[str], List[Parsed]]:
+    """Parse a tracking request body; return ``(writeKey from the body, messages)``.
+
+    ``kind`` is ``"batch"`` for ``/v1/batch``, else the message type of a single-call
+    endpoint. The messages are not validated yet, so auth can be checked first.
+    """
+    try:
+        text = body.decode("utf-8")
+        payload, raw_batch = _scan_payload(text)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
+        raise bad_request("invalid-json", f"the body is not valid JSON: {exc}") from exc
+    except IndexError as exc:  # the scanner ran off the end of the text
+        raise bad_request("invalid-json", "the body is not valid JSON: it ends too soon") from exc
+    if not isinstance(payload, dict):
+        raise bad_request("invalid-json", "the body must be a JSON object")
+    body_key = payload.get("writeKey")
+    if body_key is not None and not isinstance(body_key, str):
+        raise bad_request("invalid-write-key", "writeKey must be a string")
+
+    if kind == "batch":
+        if raw_batch is None:
+            raise bad_request("invalid-batch", "the body needs a 'batch' list")
+        return body_key or None, raw_batch
+    # A single call's body is the message itself; its writeKey is auth, not data.
+    message = {k: v for k, v in payload.items() if k != "writeKey"}
+    message.setdefault("type", kind)
+    if message["type"] != kind:
+        raise bad_request("invalid-type", f"a {message['type']!r} message cannot go to /v1/{kind}")
+    return body_key or None, [(message, None)]
+
+
+def _scan_payload(text: str) -> Tuple[Any, Optional[List[Parsed]]]:
+    """Parse a JSON object, keeping each element of its ``batch`` array's text as sent.
+
+    Each value is decoded once by the C scanner and its source slice kept, so a batch is
+    never re-encoded just to be measured and stored: that re-encode was most of the cost
+    of a request. Anything that is not an object goes through ``json.loads`` for its error.
+    """
+    pos = _SPACE.match(text, 0).end()
+    if text[pos : pos + 1] != "{":
+        return json.loads(text), None
+    payload: Dict[str, Any] = {}
+    raw_batch: Optional[List[Parsed]] = None
+    pos = _SPACE.match(text, pos + 1).end()
+    if text[pos] == "}":
+        pos += 1
+    else:
+        while True:
+            if text[pos] != '"':
+                raise ValueError(f"expected a key at char {pos}")
+            key, pos = _DECODER.raw_decode(text, pos)
+            pos = _SPACE.match(text, pos).end()
+            if text[pos] != ":":
+                raise ValueError(f"expected ':' at char {pos}")
+            pos = _SPACE.match(text, pos + 1).end()
+            if key == "batch" and text[pos] == "[":
+                raw_batch, pos = _scan_array(text, pos)
+                payload[key] = [message for message, _ in raw_batch]
+            else:
+                payload[key], pos = _DECODER.raw_decode(text, pos)
+                if key == "batch":  # a later duplicate key wins, as in json.loads
+                    raw_batch = None
+            pos = _SPACE.match(text, pos).end()
+            if text[pos] == ",":
+                pos = _SPACE.match(text, pos + 1).end()
+            elif text[pos] == "}":
+                pos += 1
+                break
+            else:
+                raise ValueError(f"expected ',' or '}}' at char {pos}")
+    if _SPACE.match(text, pos).end() != len(text):
+        raise ValueError(f"extra data at char {pos}")
+    return payload, raw_batch
+
+
+def _scan_array(text: str, pos: int) -> Tuple[List[Parsed], int]:
+    items: List[Parsed] = []
+    pos = _SPACE.match(text, pos + 1).end()
+    if text[pos] == "]":
+        return items, pos + 1
+    while True:
+        value, end = _DECODER.raw_decode(text, pos)
+        items.append((value, text[pos:end]))
+        pos = _SPACE.match(text, end).end()
+        if text[pos] == ",":
+            pos = _SPACE.match(text, pos + 1).end()
+        elif text[pos] == "]":
+            return items, pos + 1
+        else:
+            raise ValueError(f"expected ',' or ']' at char {pos}")
+
+
+def validate_messages(messages: List[Parsed]) -> List[StoredRow]:
+    """Check every message against the spec and the size limit; return the rows to store.
+
+    One bad message rejects the whole request, so nothing is ever half stored.
+    """
+    return [_validate(message, raw, index) for index, (message, raw) in enumerate(messages)]
+
+
+def _validate(message: Any, raw: Optional[str], index: int) -> StoredRow:
+    where = f"message {index}"
+    if not isinstance(message, dict):
+        raise bad_request("invalid-message", f"{where} is not a JSON object")
+    kind = message.get("type")
+    if kind not in MESSAGE_TYPES:
+        raise bad_request("invalid-type", f"{where} has type {kind!r}")
+
+    user_id = _id_value(message.get("userId"))
+    anonymous_id = _id_value(message.get("anonymousId"))
+    if kind == "alias":
+        if user_id is None:
+            raise bad_request("missing-user-id", f"{where}: alias needs userId")
+        if _id_value(message.get("previousId")) is None:
+            raise bad_request("missing-previous-id", f"{where}: alias needs previousId")
+    elif user_id is None and anonymous_id is None:
+        raise bad_request("missing-user-id", f"{where}: needs userId or anonymousId")
+
+    event = message.get("event")
+    if kind == "track" and (not isinstance(event, str) or not event):
+        raise bad_request("missing-event", f"{where}: track needs a non-empty string 'event'")
+    if kind == "group" and _id_value(message.get("groupId")) is None:
+        raise bad_request("missing-group-id", f"{where}: group needs groupId")
+
+    # Measured as sent (or, for a rebuilt single call, as compact UTF-8 JSON). A character is
+    # at most 4 UTF-8 bytes, so most messages skip the encode entirely.
+    text = (
+        raw if raw is not None else json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    )
+    if len(text) * 4 > MAX_MESSAGE_BYTES and len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
+        raise bad_request(
+            "message-too-large", f"{where} is over {MAX_MESSAGE_BYTES // 1024} KB encoded"
+        )
+    message_id = message.get("messageId")
+    return (
+        kind,
+        event if isinstance(event, str) else None,
+        user_id,
+        anonymous_id,
+        None if message_id is None else str(message_id),
+        text,
+    )
+
+
+def _id_value(value: Any) -> Optional[str]:
+    """Segment accepts string or number ids; empty strings and other types count as absent."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    return None
