@@ -170,10 +170,13 @@ class Transport:
         ``deadline`` (a ``time.monotonic()`` value) bounds the whole attempt, as at shutdown.
         """
         attempt = 0
+        may_refresh = True
         while True:
-            error, wait = self._attempt(body)
+            error, wait = self._attempt(body, may_refresh)
             if error is None:
                 return
+            if isinstance(error, APIError) and error.status in (401, 403):
+                may_refresh = False  # one fresh token per batch; a second refusal is final
             attempt += 1
             if wait is None or attempt > self.retry.max_retries:
                 raise error
@@ -187,7 +190,9 @@ class Transport:
             if self.stop_event.wait(wait) and deadline is None:
                 raise error
 
-    def _attempt(self, body: bytes) -> "tuple[Optional[BaseException], Optional[float]]":
+    def _attempt(
+        self, body: bytes, may_refresh: bool = True
+    ) -> "tuple[Optional[BaseException], Optional[float]]":
         """One try: (None, None) on success, else (error, seconds to wait, -1 or None = final)."""
         try:
             response = self.post_once(body)
@@ -199,7 +204,7 @@ class Transport:
         if 200 <= status < 300:
             return None, None
         error = _api_error(response)
-        if status in (401, 403) and self._token_provider is not None:
+        if status in (401, 403) and self._token_provider is not None and may_refresh:
             self._token_provider.invalidate()  # an expired or revoked token: fetch a new one
             return error, 0.0
         if not _is_retryable(status):
