@@ -360,7 +360,7 @@ class Client:
     ) -> Message:
         request = current_request_context()
         if request is not None:
-            context = merge_context(context, request.context)
+            context = merge_context(dict_field("context", context), request.context)
             if use_request_ids and user_id is None and anonymous_id is None:
                 user_id, anonymous_id = request.user_id, request.anonymous_id
         return base_message(

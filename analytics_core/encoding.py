@@ -222,7 +222,9 @@ def _clean_list(value: Any, path: str, depth: int, active: set) -> list:
 def _clean_key(key: Any) -> Any:
     if isinstance(key, str):
         return _clean_text(key)
-    if isinstance(key, (int, float, bool)) or key is None:
+    if isinstance(key, bool) or key is None:  # spelled as the fast encoders spell them
+        return "null" if key is None else ("true" if key else "false")
+    if isinstance(key, (int, float)):
         return str(key)
     if isinstance(key, (enum.Enum, uuid.UUID, _dt.date, decimal.Decimal)):
         return str(_default(key))

@@ -6,6 +6,7 @@ Clients are tracked in a WeakSet, so a client the program dropped is not kept al
 import atexit
 import logging
 import os
+import sys
 import threading
 import weakref
 from typing import Any
@@ -50,3 +51,28 @@ def _after_fork_in_child() -> None:
     ids.reset_after_fork()
     for client in list(_clients):
         client.pipeline.reset_after_fork()
+    _hook_multiprocessing_exit()
+
+
+class _Marker:
+    """A weak-referenceable key for multiprocessing's after-fork registry."""
+
+
+_marker = _Marker()
+_multiprocessing_hooked = False
+
+
+def _hook_multiprocessing_exit() -> None:
+    # A multiprocessing child leaves through os._exit(), so atexit never runs there; its own
+    # finalizers do. They are cleared right after the fork, so register ours from its after-fork
+    # callbacks (once: a grandchild inherits the registration).
+    global _multiprocessing_hooked
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is None or _multiprocessing_hooked:
+        return
+    mp_util.register_after_fork(_marker, _add_multiprocessing_finalizer)
+    _multiprocessing_hooked = True
+
+
+def _add_multiprocessing_finalizer(_unused: Any) -> None:
+    sys.modules["multiprocessing.util"].Finalize(None, _at_exit, exitpriority=100)

@@ -80,7 +80,10 @@ class Pipeline:
             self._queued_total += 1
             self._queued_bytes += len(data)
             # Wake an idle uploader only when it has something new to decide about.
-            if self._idle_uploaders and (size == 0 or size + 1 >= self.upload_size):
+            # A full batch's worth of bytes is due now too, not at the end of the interval.
+            if self._idle_uploaders and (
+                size == 0 or size + 1 >= self.upload_size or self._queued_bytes >= self.batch_limit
+            ):
                 self._has_items.notify()
         if not self._running:
             self._start()
