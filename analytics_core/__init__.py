@@ -13,6 +13,7 @@ The module-level settings below are read once, when the first call builds ``defa
 from typing import Any, Dict, Optional
 
 from .client import DEFAULT_OAUTH_SCOPE, DEFAULT_OAUTH_SERVER, Client
+from .context import current_request_context
 from .errors import APIError, MessageTooLargeError, OAuthError, QueueFullError, ValidationError
 from .version import VERSION
 
@@ -66,6 +67,11 @@ default_client: Optional[Client] = None
 
 
 def _client() -> Client:
+    # Inside a request handled by an integration that owns a client (Flask's Analytics(app),
+    # the ASGI middleware), the module-level calls go to that client.
+    request = current_request_context()
+    if request is not None and request.client is not None:
+        return request.client
     global default_client
     if default_client is None:
         default_client = Client(
@@ -124,7 +130,11 @@ def alias(*args: Any, **kwargs: Any):
 
 
 def flush(timeout: Optional[float] = None) -> bool:
-    """Block until the default client delivered everything queued (no-op if never used)."""
+    """Block until the default client (or, inside a request, the integration's client)
+    delivered everything queued; a no-op if it was never used."""
+    request = current_request_context()
+    if request is not None and request.client is not None:
+        return request.client.flush(timeout)
     return True if default_client is None else default_client.flush(timeout)
 
 

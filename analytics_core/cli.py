@@ -1,6 +1,5 @@
 """The ``analytics-core`` command: ``collector`` (a local tracking API) and ``demo``."""
 
-import argparse
 import sys
 from typing import List, Optional
 

@@ -12,19 +12,22 @@ _request: contextvars.ContextVar = contextvars.ContextVar("analytics_request_con
 
 
 class RequestContext:
-    """What a request contributes to messages: context fields and default user ids."""
+    """What a request contributes to messages: context fields, default user ids and, for
+    integrations that own a client (Flask, ASGI), the client the module-level API uses."""
 
-    __slots__ = ("context", "user_id", "anonymous_id")
+    __slots__ = ("context", "user_id", "anonymous_id", "client")
 
     def __init__(
         self,
         context: Optional[Dict[str, Any]] = None,
         user_id: Optional[str] = None,
         anonymous_id: Optional[str] = None,
+        client: Any = None,
     ) -> None:
         self.context = context or {}
         self.user_id = user_id
         self.anonymous_id = anonymous_id
+        self.client = client
 
     def __repr__(self) -> str:
         return (

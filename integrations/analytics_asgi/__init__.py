@@ -1,0 +1,1 @@
+"""analytics_asgi (work in progress)."""

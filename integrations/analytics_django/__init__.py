@@ -1,0 +1,1 @@
+"""analytics_django (work in progress)."""

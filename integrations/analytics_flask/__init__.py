@@ -1,0 +1,1 @@
+"""analytics_flask (work in progress)."""

@@ -1,0 +1,1 @@
+"""A small Django project the Django integration is tested with."""
