@@ -48,9 +48,12 @@ def _parse_ip(text: str) -> Optional[str]:
         # IPv4 with a port; a bare IPv6 address has at least two colons.
         text = text.split(":", 1)[0]
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    # A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d; they are IPv4 clients.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
 
 
 def _split_header_list(value: str) -> List[str]:
