@@ -41,7 +41,11 @@ _MAX_LINE = 4096
 class CollectorHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse one connection per session
     server_version = "analytics-core-collector"
-    disable_nagle_algorithm = True  # headers and body go out as separate writes
+    disable_nagle_algorithm = True  # answers must leave at once, not wait for the next segment
+    # Buffer what a request writes and send it in one go when the request is done (http.server
+    # flushes wfile after each request): separate writes for the headers and the body cost a
+    # second send and wake the client twice, about a tenth of a batch request's time.
+    wbufsize = 64 * 1024
     server: "CollectorServer"
 
     # -- plumbing --------------------------------------------------------------------------
@@ -56,6 +60,12 @@ class CollectorHandler(BaseHTTPRequestHandler):
             super().finish()
         finally:
             self.server.track_connection(self.connection, False)
+
+    def handle_expect_100(self) -> bool:
+        """Send ``100 Continue`` now: the client waits for it before it sends the body."""
+        answered = super().handle_expect_100()
+        self.wfile.flush()
+        return answered
 
     def version_string(self) -> str:
         return self.server_version

@@ -13,6 +13,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .store import StoredRow
 
+try:  # a C decoder for the common case; the collector also runs on the stdlib alone
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson is installed wherever analytics_core is
+    _orjson = None
+
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_MESSAGE_BYTES",
@@ -107,9 +112,9 @@ def parse_tracking_body(body: bytes, kind: str) -> Tuple[Optional[str], List[Par
     ``kind`` is ``"batch"`` for ``/v1/batch``, else the message type of a single-call
     endpoint. The messages are not validated yet, so auth can be checked first.
     """
+    parsed = _scan_compact_batch(body) if kind == "batch" else None
     try:
-        text = body.decode("utf-8")
-        payload, raw_batch = _scan_payload(text)
+        payload, raw_batch = parsed or _scan_payload(body.decode("utf-8"))
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
         raise bad_request("invalid-json", f"the body is not valid JSON: {exc}") from exc
     except IndexError as exc:  # the scanner ran off the end of the text
@@ -130,6 +135,39 @@ def parse_tracking_body(body: bytes, kind: str) -> Tuple[Optional[str], List[Par
     if message["type"] != kind:
         raise bad_request("invalid-type", f"a {message['type']!r} message cannot go to /v1/{kind}")
     return body_key or None, [(message, None)]
+
+
+def _scan_compact_batch(body: bytes) -> Optional[Tuple[Dict[str, Any], List[Parsed]]]:
+    """The usual batch body (compact JSON, as clients send it) in a few C calls, or None.
+
+    orjson decodes the whole body at once and re-encodes each message compactly. Those texts
+    are kept only if they appear in the body verbatim, comma-joined inside brackets: then they
+    are the texts as sent, and the result equals what :func:`_scan_payload` returns, about
+    twice as fast. Anything else (pretty-printed or ``\\u``-escaped JSON, NaN, integers beyond
+    64 bits, lone surrogates, invalid JSON) returns None and takes the exact scanner, which
+    also produces the error messages.
+    """
+    if _orjson is None:
+        return None
+    try:
+        payload = _orjson.loads(body)
+    except _orjson.JSONDecodeError:
+        return None
+    if type(payload) is not dict:
+        return None
+    batch = payload.get("batch")
+    # Only objects: a scalar's compact text could also be found somewhere else in the body.
+    if type(batch) is not list or any(type(message) is not dict for message in batch):
+        return None
+    try:
+        encoded = [_orjson.dumps(message) for message in batch]
+    except _orjson.JSONEncodeError:  # not expected for decoded JSON; the exact path decides
+        return None
+    # A quote inside a JSON string is escaped, so this can only be found as the real key and
+    # array (or, pathologically, an identical compact copy of them nested in another value).
+    if b'"batch":[' + b",".join(encoded) + b"]" not in body:
+        return None
+    return payload, [(message, text.decode()) for message, text in zip(batch, encoded)]
 
 
 def _scan_payload(text: str) -> Tuple[Any, Optional[List[Parsed]]]:

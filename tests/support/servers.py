@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from signal import SIGTERM
 from typing import Dict, List, Optional, Sequence
 
 import requests
@@ -109,7 +110,8 @@ class ServerProcess:
         """Wait for the server to exit; its return code."""
         return self.process.wait(timeout)
 
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0) -> Optional[int]:
+    # The default is the module constant: in this class body `signal` is the method above.
+    def stop(self, signum: int = SIGTERM, timeout: float = 30.0) -> Optional[int]:
         """Signal, wait up to ``timeout``, then kill the whole process group; the return code."""
         self.session.close()
         if self.process.poll() is None:

@@ -1,0 +1,162 @@
+"""What the table measures: one :class:`Row` per metric, its size, target and method note."""
+
+import dataclasses
+from typing import Any, Dict, List, Optional, Tuple
+
+__all__ = ["Target", "Row", "ROWS", "Outcome", "ratio"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What analytics-core must reach: a ratio to analytics-python, or an absolute zero."""
+
+    kind: str  # "max_ratio" (lower is better), "min_ratio" (higher is better) or "zero"
+    value: float = 0.0
+
+    def describe(self) -> str:
+        """The target as the table shows it, e.g. ``≤ 0.2×``."""
+        if self.kind == "zero":
+            return "0"
+        sign = "≤" if self.kind == "max_ratio" else "≥"
+        return f"{sign} {self.value:g}×"
+
+    def met(self, core: Optional[float], segment: Optional[float]) -> Optional[bool]:
+        """Whether the target is met; None when a value it needs is missing."""
+        if core is None:
+            return None
+        if self.kind == "zero":
+            return core == 0
+        value = ratio(core, segment)
+        if value is None:
+            return None
+        return value <= self.value if self.kind == "max_ratio" else value >= self.value
+
+
+def ratio(core: Optional[float], segment: Optional[float]) -> Optional[float]:
+    """analytics-core / analytics-python, or None when either is missing or the divisor is 0."""
+    if core is None or segment is None or segment == 0:
+        return None
+    return core / segment
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One line of the table: a workload measurement run once per library."""
+
+    key: str  # also a valid ``--only`` name
+    metric: str
+    measure: str  # the ``--measure`` of :mod:`bench.workloads`
+    n: int  # events or calls in a full run; ``--quick`` divides by 10
+    value_format: str
+    target: Target
+    note: str
+    args: Tuple[str, ...] = ()
+    repeats: int = 1  # workload runs per library; the median is shown
+    faults: bool = False  # runs against the fault-injecting collector (nothing gets stored)
+
+    def size(self, quick: bool) -> int:
+        """``n`` for this run."""
+        return max(1, self.n // 10) if quick else self.n
+
+    def runs(self, quick: bool) -> int:
+        """How many times each library's workload runs."""
+        return 1 if quick else self.repeats
+
+
+ROWS: List[Row] = [
+    Row(
+        key="cpu",
+        metric="caller CPU per track() (µs)",
+        measure="cpu",
+        n=20_000,
+        value_format="{:.2f}",
+        target=Target("max_ratio", 0.2),
+        note=(
+            "time.thread_time() of the calling thread around N calls (the uploader's work is "
+            "not counted), queue big enough to drop nothing, sending to the collector; median "
+            "of 5 rounds."
+        ),
+    ),
+    Row(
+        key="throughput",
+        metric="delivered events/s, gzip off",
+        measure="throughput",
+        n=50_000,
+        value_format="{:,.0f}",
+        target=Target("min_ratio", 8),
+        repeats=3,
+        note=(
+            "N tracks then flush(), timed from the first track to flush's return; default "
+            "upload_size and interval, one uploader thread; median of 3 processes."
+        ),
+    ),
+    Row(
+        key="throughput_gzip",
+        metric="delivered events/s, gzip on",
+        measure="throughput",
+        n=50_000,
+        value_format="{:,.0f}",
+        target=Target("min_ratio", 8),
+        args=("--gzip",),
+        repeats=3,
+        note="as above with gzip=True (the collector inflates each body).",
+    ),
+    Row(
+        key="sync",
+        metric="sync_mode=True wall per call (µs)",
+        measure="sync",
+        n=500,
+        value_format="{:,.0f}",
+        target=Target("max_ratio", 0.5),
+        note="wall time per call, one POST per call over a warm keep-alive connection.",
+    ),
+    Row(
+        key="drops",
+        metric="dropped of {n:,}, default queue (10,000)",
+        measure="drops",
+        n=50_000,
+        value_format="{:,.0f}",
+        target=Target("zero"),
+        note=(
+            "N tracks in a tight loop with the default max_queue_size, then flush(); "
+            "dropped = N - what the collector stored (the library's own count is in the JSON)."
+        ),
+    ),
+    Row(
+        key="memory",
+        metric="memory per queued event (bytes)",
+        measure="memory",
+        n=10_000,
+        value_format="{:,.0f}",
+        target=Target("max_ratio", 0.5),
+        faults=True,
+        note=(
+            "the collector holds the uploader's first POST (a planned 60 s, 503 fault), so "
+            "both libraries keep what is tracked next; tracemalloc's live memory added by N "
+            "more tracks (fresh properties each), after gc, / N."
+        ),
+    ),
+]
+
+CAPACITY_SECONDS = 3.0
+"""How long the bare client posts to the collector (``--quick``: a tenth)."""
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one row measured for each library (None: not run)."""
+
+    row: Row
+    results: Dict[str, Optional[Dict[str, Any]]]
+
+    def value(self, library: str) -> Optional[float]:
+        """The row's value for ``library``, or None when it was not run or failed."""
+        result = self.results.get(library)
+        if not result or result.get("error"):
+            return None
+        return result["value"]
+
+    def failed_checks(self, library: str) -> List[Dict[str, Any]]:
+        """The checks of ``library``'s runs whose actual value was not the expected one."""
+        result = self.results.get(library) or {}
+        return [check for check in result.get("checks", []) if not check["passed"]]

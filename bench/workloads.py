@@ -1,0 +1,291 @@
+"""One measurement of one library, run in a fresh subprocess; prints one JSON line.
+
+``python -m bench.workloads --library core|segment --measure NAME --host URL [-n N] ...``
+
+Each run imports only the library it measures (``analytics_core`` or ``segment.analytics``), so
+neither pays for the other's imports, threads or memory. Both are driven the same way: a
+``Client`` built with the same options, the same positional ``track(user_id, event, properties)``
+call, and the same payload (:mod:`bench.payload`). The harness (:mod:`bench.run`) reads the JSON
+line and checks the collector's stored count against ``accepted``.
+"""
+
+import argparse
+import cProfile
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+import tracemalloc
+from typing import Any, Callable, Dict, List, Optional
+
+import requests
+
+from .payload import EVENT, USER_COUNT, WRITE_KEY, properties, user_ids
+
+Result = Dict[str, Any]
+
+LIBRARIES = ("core", "segment")
+UPLOAD_SIZE = 100
+"""Both libraries' default batch size; the memory measurement relies on it."""
+
+
+def make_client(library: str, host: str, **options: Any) -> Any:
+    """A ``Client`` of the chosen library, pointed at ``host``, with ``options`` on top."""
+    if library == "core":
+        import analytics_core as analytics
+    elif library == "segment":
+        from segment import analytics
+    else:
+        raise ValueError(f"unknown library {library!r}")
+    return analytics.Client(WRITE_KEY, host=host, **options)
+
+
+def library_version(library: str) -> str:
+    """The version string of the library measured, for the results file."""
+    if library == "core":
+        import analytics_core
+
+        return analytics_core.VERSION
+    from segment.analytics.version import VERSION
+
+    return VERSION
+
+
+def _track_many(client: Any, count: int, props: Dict[str, Any]) -> int:
+    """``count`` track calls sharing one properties dict; returns how many were refused."""
+    ids = user_ids()
+    track = client.track  # bound once: the lookup is not what is being measured
+    refused = 0
+    for index in range(count):
+        if not track(ids[index % USER_COUNT], EVENT, props)[0]:
+            refused += 1
+    return refused
+
+
+# -- the measurements ----------------------------------------------------------------------------
+
+
+def measure_cpu(library: str, host: str, n: int, rounds: int) -> Result:
+    """Caller CPU per ``track()``: ``time.thread_time()`` around ``n`` calls, median of rounds.
+
+    ``thread_time`` counts only the calling thread, so the uploader's work (encoding batches,
+    HTTP) is left out; what remains is what an application's request thread pays. The queue is
+    big enough that nothing is dropped, and it is flushed (untimed) between rounds so every round
+    starts from an empty queue.
+    """
+    warmup = min(n, 1000)
+    client = make_client(library, host, max_queue_size=n + warmup + 1000)
+    # One properties dict for every call, built outside the timed loop: both libraries copy or
+    # encode it on each call, so sharing it favours neither and keeps dict-building out of the
+    # number.
+    props = properties(0)
+    refused = _track_many(client, warmup, props)  # imports, thread start, connection set-up
+    client.flush()
+    ids = user_ids()
+    track = client.track
+    samples: List[float] = []
+    for _ in range(rounds):
+        start = time.thread_time()
+        for index in range(n):
+            if not track(ids[index % USER_COUNT], EVENT, props)[0]:
+                refused += 1
+        elapsed = time.thread_time() - start
+        client.flush()
+        samples.append(elapsed / n * 1e6)
+    sent = warmup + n * rounds
+    return {
+        "value": statistics.median(samples),
+        "samples_us": samples,
+        "sent": sent,
+        "accepted": sent - refused,
+    }
+
+
+def measure_throughput(library: str, host: str, n: int, gzip: bool) -> Result:
+    """Delivered events/s: ``n`` tracks then ``flush()``, timed from the first call to its return.
+
+    The queue holds all ``n`` so nothing is dropped; upload size and interval are the defaults.
+    """
+    client = make_client(library, host, max_queue_size=n + 1000, gzip=gzip)
+    props = properties(0)
+    start = time.perf_counter()
+    refused = _track_many(client, n, props)
+    tracked = time.perf_counter()
+    client.flush()
+    end = time.perf_counter()
+    return {
+        "value": n / (end - start),
+        "track_loop_s": tracked - start,
+        "flush_s": end - tracked,
+        "sent": n,
+        "accepted": n - refused,
+    }
+
+
+def measure_sync(library: str, host: str, n: int) -> Result:
+    """``sync_mode=True``: wall µs per call, each call one POST of one message."""
+    client = make_client(library, host, sync_mode=True)
+    props = properties(0)
+    warmup = 20  # opens the keep-alive connection, so the timed calls all reuse it
+    refused = _track_many(client, warmup, props)
+    start = time.perf_counter()
+    refused += _track_many(client, n, props)
+    elapsed = time.perf_counter() - start
+    return {"value": elapsed / n * 1e6, "sent": warmup + n, "accepted": warmup + n - refused}
+
+
+def measure_drops(library: str, host: str, n: int) -> Result:
+    """``n`` tracks in a tight loop with the default ``max_queue_size`` (10,000), then flush.
+
+    ``refused`` is what the library said it dropped (``track()`` returned ``(False, msg)``);
+    the harness takes the honest number from the collector: sent minus stored.
+    """
+    client = make_client(library, host)
+    props = properties(0)
+    start = time.perf_counter()
+    refused = _track_many(client, n, props)
+    loop_s = time.perf_counter() - start
+    client.flush()
+    return {
+        "value": refused,
+        "refused": refused,
+        "loop_s": loop_s,
+        "sent": n,
+        "accepted": n - refused,
+    }
+
+
+def _collector_requests(session: requests.Session, host: str) -> int:
+    response = session.get(host + "/v1/stats", timeout=10)
+    response.raise_for_status()
+    return int(response.json()["requests"])
+
+
+def _held(library: str, client: Any) -> int:
+    """Messages the client holds: queued plus taken by the uploader but not finished."""
+    if library == "core":
+        return int(client.stats()["queued"])
+    # queue.Queue counts an item as unfinished from put() until the consumer's task_done(),
+    # which covers the batch stuck in its POST as well as the queue itself.
+    return int(client.queue.unfinished_tasks)
+
+
+def measure_memory(library: str, host: str, n: int) -> Result:
+    """Bytes of Python memory per queued event, with the uploader stuck in its first POST.
+
+    Method (the same for both libraries, through public options only): ``host`` is a collector
+    whose fault plan holds each request for 60 s before answering 503, so each library's uploader
+    takes one batch of ``UPLOAD_SIZE`` messages, posts it and waits. We wait until the collector
+    has seen that request, start ``tracemalloc``, queue ``n`` more events (each with its own
+    properties dict, as an application would build them) and divide the live traced memory they
+    added, after a ``gc.collect()``, by ``n``. The first batch, the connection and the threads
+    are allocated before tracing starts and are not counted.
+    """
+    client = make_client(library, host, max_queue_size=2 * n + 1000, timeout=120)
+    ids = user_ids()
+    session = requests.Session()
+    session.trust_env = False
+    before = _collector_requests(session, host)
+    for index in range(UPLOAD_SIZE):
+        client.track(ids[index % USER_COUNT], EVENT, properties(index))
+    deadline = time.monotonic() + 10
+    blocked = False
+    while time.monotonic() < deadline:
+        if _collector_requests(session, host) > before:
+            blocked = True
+            break
+        time.sleep(0.02)
+    time.sleep(0.1)  # let the uploader settle into its wait for the response
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    refused = 0
+    for index in range(n):
+        if not client.track(ids[index % USER_COUNT], EVENT, properties(UPLOAD_SIZE + index))[0]:
+            refused += 1
+    gc.collect()
+    added = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    held = _held(library, client)
+    expected_held = UPLOAD_SIZE + n
+    checks = [
+        {"name": "uploader blocked in its first POST", "expected": True, "actual": blocked},
+        {"name": "events held by the client", "expected": expected_held, "actual": held},
+        {"name": "events refused", "expected": 0, "actual": refused},
+    ]
+    return {"value": added / n, "bytes_added": added, "sent": n, "held": held, "checks": checks}
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+MEASUREMENTS: Dict[str, Callable[..., Result]] = {
+    "cpu": measure_cpu,
+    "throughput": measure_throughput,
+    "sync": measure_sync,
+    "drops": measure_drops,
+    "memory": measure_memory,
+}
+
+# These leave uploader threads stuck in a POST on purpose: exit without waiting for them.
+_HARD_EXIT = {"memory"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.workloads", description=__doc__)
+    parser.add_argument("--library", choices=LIBRARIES, required=True)
+    parser.add_argument("--measure", choices=sorted(MEASUREMENTS), required=True)
+    parser.add_argument("--host", required=True, help="the collector's base URL")
+    parser.add_argument("-n", type=int, required=True, help="events (or calls) to measure")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the cpu measurement")
+    parser.add_argument("--gzip", action="store_true", help="gzip request bodies (throughput)")
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="write a cProfile of the calling thread (not the uploader) to PATH",
+    )
+    return parser
+
+
+def _run(args: argparse.Namespace) -> Result:
+    kwargs: Dict[str, Any] = {"library": args.library, "host": args.host, "n": args.n}
+    if args.measure == "cpu":
+        kwargs["rounds"] = args.rounds
+    if args.measure == "throughput":
+        kwargs["gzip"] = args.gzip
+    measure = MEASUREMENTS[args.measure]
+    profiler: Optional[cProfile.Profile] = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
+    try:
+        result = measure(**kwargs)
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+    result.update(
+        library=args.library,
+        version=library_version(args.library),
+        measure=args.measure,
+        n=args.n,
+        gzip=args.gzip,
+    )
+    return result
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run one measurement and print its result as one JSON line on stdout."""
+    args = _parser().parse_args(argv)
+    result = _run(args)
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    if args.measure in _HARD_EXIT:
+        # Both libraries join their uploader at exit, which would wait out the held POST.
+        sys.stderr.flush()
+        os._exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
