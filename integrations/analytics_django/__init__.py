@@ -1,1 +1,50 @@
-"""analytics_django (work in progress)."""
+"""analytics_django: analytics_core for Django, set up by adding the app.
+
+::
+
+    INSTALLED_APPS += ["analytics_django"]
+    ANALYTICS = {"WRITE_KEY": os.environ["ANALYTICS_WRITE_KEY"]}
+
+That is all. When the app is ready it builds an ``analytics_core.Client`` from
+``settings.ANALYTICS`` and makes it ``analytics_core.default_client``, so
+``import analytics_core as analytics; analytics.track(...)`` anywhere in the project uses it; and
+it puts ``analytics_django.middleware.AnalyticsMiddleware`` first in ``settings.MIDDLEWARE``
+(unless it is listed already or ``"AUTO_MIDDLEWARE": False``). Inside a request,
+``analytics.track(event="Order Completed")`` needs no ids and no context: the request's ``ip``,
+``userAgent``, ``locale``, ``page``, the authenticated user's id and the browser's
+``ajs_anonymous_id`` cookie are filled in; what the call passes explicitly wins, key by key.
+
+Keys of ``settings.ANALYTICS`` (see ``analytics_django.settings.CONFIG_DEFAULTS``): the client's
+options ``WRITE_KEY``, ``HOST``, ``DEBUG``, ``SEND``, ``SYNC_MODE``, ``GZIP``,
+``MAX_QUEUE_SIZE``, ``UPLOAD_SIZE``, ``UPLOAD_INTERVAL``, ``TIMEOUT``, ``MAX_RETRIES``,
+``ON_ERROR`` (a callable or its dotted path), ``THREAD``, ``PROXIES``, ``SHUTDOWN_TIMEOUT`` and
+``OAUTH_CLIENT_ID``, ``OAUTH_CLIENT_KEY``, ``OAUTH_KEY_ID``, ``OAUTH_AUTH_SERVER``,
+``OAUTH_SCOPE``; and the integration's own ``TRUSTED_PROXIES`` (proxy hops whose
+``X-Forwarded-For`` is believed, default 0), ``PAGEVIEWS`` (a ``page`` call per successful HTML
+response, default False), ``IDENTIFY_ON_LOGIN`` (an ``identify`` call on login, default False)
+and ``AUTO_MIDDLEWARE`` (default True). ``manage.py check`` reports mistakes
+(``analytics_django.E001`` to ``E005``); they never stop the project from starting.
+
+Logging: the client logs on the ``segment`` logger (delivery failures as warnings; each delivered
+batch at DEBUG). ``"DEBUG": True`` sets that logger to DEBUG. To route it with Django's
+``LOGGING``::
+
+    LOGGING = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"console": {"class": "logging.StreamHandler"}},
+        "loggers": {
+            "segment": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        },
+    }
+
+Shutdown: what is queued is delivered when the process exits (analytics_core's ``atexit``
+hook, bounded by ``SHUTDOWN_TIMEOUT``), including gunicorn workers that are recycled or stopped.
+uvicorn re-raises SIGTERM after its graceful shutdown, which would kill the process before that
+hook; so when the client sends, the app wraps the SIGTERM handler to let the process exit
+normally (``analytics_django.shutdown``). Stop ``runserver`` with Ctrl-C rather than SIGTERM:
+on SIGTERM its autoreloader SIGKILLs the serving process.
+
+In tests, ``override_settings(ANALYTICS={...})`` (or pytest-django's ``settings`` fixture)
+rebuilds the client from the new settings; ``{"SEND": False}`` sends nothing.
+"""

@@ -1,0 +1,30 @@
+"""The app config: adding ``"analytics_django"`` to ``INSTALLED_APPS`` is the whole set-up."""
+
+from django.apps import AppConfig
+
+__all__ = ["AnalyticsConfig"]
+
+
+class AnalyticsConfig(AppConfig):
+    """Configures the client, the middleware, the signal receivers and the system checks."""
+
+    name = "analytics_django"
+    label = "analytics_django"
+    verbose_name = "Analytics (Segment)"
+
+    def ready(self) -> None:
+        """Install the middleware, the client built from ``settings.ANALYTICS`` and, when that
+        client sends, the SIGTERM handling of ``shutdown.py``.
+
+        Never raises: a misconfiguration is logged, and reported by ``manage.py check``.
+        """
+        from . import checks  # noqa: F401 - registers the system checks
+        from .configure import configure, install_middleware
+        from .shutdown import install_sigterm_handler
+        from .signals import connect
+
+        connect()
+        install_middleware()
+        if configure().send:
+            # Only a client that sends has a queue worth delivering at SIGTERM.
+            install_sigterm_handler()

@@ -1,0 +1,134 @@
+"""``AnalyticsMiddleware``: makes each request's context current while Django handles it.
+
+Hybrid (sync and async capable), so it adds no thread hop under WSGI or ASGI. Every analytics
+call made while the request is handled (in the view, in other middleware, in signal receivers)
+is merged with the request's context and, when it names no user, takes the request's user id
+and ``ajs_anonymous_id``. The context is always reset when the request ends, exception or not.
+
+It is inserted first in ``settings.MIDDLEWARE`` automatically (``AUTO_MIDDLEWARE``), so that
+the context also covers the other middleware.
+
+Note: the body of a streaming response is produced after the middleware returned, so calls made
+while streaming see no request context.
+"""
+
+import logging
+from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Tuple, Union
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase
+
+from analytics_core.context import (
+    current_request_context,
+    reset_request_context,
+    set_request_context,
+)
+
+from .pageviews import is_page_view, record_page_view
+from .request_context import DjangoRequestContext, context_for
+from .settings import get_config
+
+__all__ = ["AnalyticsMiddleware"]
+
+logger = logging.getLogger("segment")
+
+GetResponse = Callable[[HttpRequest], Union[HttpResponseBase, Awaitable[HttpResponseBase]]]
+
+
+class AnalyticsMiddleware:
+    """Sets the per-request analytics context (see the module docstring)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+            self.process_view = self._aprocess_view
+
+    # The user id is read lazily, when a message is built (see request_context.py), except for an
+    # async view: a message built in an event loop cannot query the database synchronously, so
+    # the user is read before such a view runs. process_view is the first hook that runs after
+    # the inner middleware (AuthenticationMiddleware among them) set request.user / auser. A
+    # sync view needs nothing here, so it pays for no query it might not use.
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: Tuple[Any, ...],
+        view_kwargs: Dict[str, Any],
+    ) -> Optional[HttpResponseBase]:
+        """Sync chain (WSGI): read the user now if the view is async (it runs in a loop)."""
+        if iscoroutinefunction(view_func):
+            context = _context_of(request)
+            if context is not None:
+                context.resolve_now()
+        return None
+
+    async def _aprocess_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: Tuple[Any, ...],
+        view_kwargs: Dict[str, Any],
+    ) -> Optional[HttpResponseBase]:
+        """Async chain (ASGI): ``await request.auser()`` if the view is async."""
+        if iscoroutinefunction(view_func):
+            context = _context_of(request)
+            if context is not None:
+                await context.resolve_async()
+        return None
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        config = get_config()
+        context = _build_context(request, config)
+        if context is None:
+            return self.get_response(request)
+        token = set_request_context(context)
+        try:
+            response = self.get_response(request)
+            if config["PAGEVIEWS"] and is_page_view(response):
+                record_page_view(request, context)
+            return response
+        finally:
+            reset_request_context(token)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        """The async path: same as ``__call__``, awaiting the inner chain."""
+        config = get_config()
+        context = _build_context(request, config)
+        if context is None:
+            return await self.get_response(request)
+        token = set_request_context(context)
+        try:
+            response = await self.get_response(request)
+            if config["PAGEVIEWS"] and is_page_view(response):
+                # The page call is built here, in the loop: read the user asynchronously unless
+                # process_view did (it does not for a sync view, nor when a middleware answered).
+                await context.resolve_async()
+                record_page_view(request, context)
+            return response
+        finally:
+            reset_request_context(token)
+
+
+def _build_context(
+    request: HttpRequest, config: Mapping[str, Any]
+) -> Optional[DjangoRequestContext]:
+    try:
+        return context_for(request, config["TRUSTED_PROXIES"])
+    except Exception:  # the request is served without analytics context rather than not at all
+        logger.exception("analytics_django: could not build the request's analytics context")
+        return None
+
+
+def _context_of(request: HttpRequest) -> Optional[DjangoRequestContext]:
+    context = current_request_context()
+    if isinstance(context, DjangoRequestContext) and context.request is request:
+        return context
+    return None

@@ -1,0 +1,141 @@
+"""A Django request's analytics context, with the user id resolved when a message needs it.
+
+Why lazily: our middleware is first in the chain, so when it starts, AuthenticationMiddleware
+has not run yet and ``request.user`` does not exist. Reading the user when a message is built
+also gives the right answer after ``login()``/``logout()`` inside the view, and costs no
+session or user query for requests that send nothing.
+
+What "resolving" may do depends on where the message is built:
+
+- ``request.user`` already evaluated (or replaced by ``login()``): its id, no query.
+- In synchronous code (WSGI, or a sync view that ASGI Django runs in a thread): evaluate
+  ``request.user``, exactly as the view itself would (one cached query per request).
+- In an event loop (an async view): a synchronous query is forbidden there, so the id the
+  middleware read before an async view ran is used (``resolve_async``: ``await
+  request.auser()`` under ASGI; ``resolve_now``: ``request.user`` under WSGI, where Django runs
+  the async view in an event loop of its own). A call made in an event loop before the view
+  runs (in an async middleware) has no user id unless ``request.user`` was evaluated already.
+"""
+
+import asyncio
+import logging
+from typing import Any, Optional
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest
+from django.utils.functional import LazyObject, empty
+
+from analytics_core.context import RequestContext
+from analytics_core.web import ANONYMOUS_ID_COOKIE, build_request_context
+
+__all__ = ["DjangoRequestContext", "context_for", "user_id_of"]
+
+logger = logging.getLogger("segment")
+
+_UNRESOLVED = object()
+
+
+def user_id_of(user: Any) -> Optional[str]:
+    """The primary key of an authenticated user, as a string; None for anonymous users."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    pk = getattr(user, "pk", None)
+    return None if pk is None else str(pk)
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class DjangoRequestContext(RequestContext):
+    """A :class:`RequestContext` whose ``user_id`` is read from the request on demand."""
+
+    __slots__ = ("request", "_explicit_user_id", "_early_user_id")
+
+    def __init__(self, base: RequestContext, request: HttpRequest) -> None:
+        self.request = request
+        self._explicit_user_id: Optional[str] = None
+        self._early_user_id: Any = _UNRESOLVED
+        super().__init__(
+            base.context, user_id=base.user_id, anonymous_id=base.anonymous_id, client=base.client
+        )
+
+    @property  # type: ignore[override]
+    def user_id(self) -> Optional[str]:
+        """The request's authenticated user id (see the module docstring for how)."""
+        if self._explicit_user_id is not None:
+            return self._explicit_user_id
+        user = getattr(self.request, "user", None)
+        if user is None:  # django.contrib.auth's middleware is not installed (or not yet run)
+            return None
+        evaluated = not isinstance(user, LazyObject) or user._wrapped is not empty
+        if not evaluated:
+            if self._early_user_id is not _UNRESOLVED:
+                return self._early_user_id
+            if _in_event_loop():
+                return None
+        try:
+            return user_id_of(user)
+        except Exception:  # a failing session or user query must not break the caller's call
+            logger.warning("analytics_django: could not read request.user", exc_info=True)
+            return None
+
+    @user_id.setter
+    def user_id(self, value: Optional[str]) -> None:
+        self._explicit_user_id = value
+
+    def resolve_now(self) -> None:
+        """Read ``request.user`` (once), for messages built later in an event loop."""
+        if self._early_user_id is not _UNRESOLVED:
+            return
+        try:
+            self._early_user_id = user_id_of(getattr(self.request, "user", None))
+        except Exception:
+            logger.warning("analytics_django: could not read request.user", exc_info=True)
+            self._early_user_id = None
+
+    async def resolve_async(self) -> None:
+        """Read the user with ``await request.auser()`` (once), for messages built in the loop."""
+        if self._early_user_id is not _UNRESOLVED:
+            return
+        request = self.request
+        try:
+            auser = getattr(request, "auser", None)
+            if auser is not None:
+                self._early_user_id = user_id_of(await auser())
+            elif hasattr(request, "user"):  # Django 4.2 has no auser(): evaluate in a thread
+                self._early_user_id = await sync_to_async(user_id_of)(request.user)
+            else:
+                self._early_user_id = None
+        except Exception:
+            logger.warning("analytics_django: could not read the request's user", exc_info=True)
+            self._early_user_id = None
+
+
+def context_for(request: HttpRequest, trusted_proxies: int = 0) -> DjangoRequestContext:
+    """The analytics context of ``request`` (ip, userAgent, locale, page, anonymous id, user)."""
+    meta = request.META
+    try:
+        host: Optional[str] = request.get_host()
+    except DisallowedHost:
+        # Django answers 400 for this request anyway; its url is not worth reporting.
+        host = None
+    base = build_request_context(
+        peer=meta.get("REMOTE_ADDR"),
+        scheme=request.scheme,
+        host=host,
+        path=request.path,
+        query_string=meta.get("QUERY_STRING", ""),
+        # HttpHeaders is case-insensitive, so it serves the lower-case lookups as it is.
+        headers=request.headers,
+        trusted_proxies=trusted_proxies,
+        # "" rather than None when absent: Django parsed the cookies already, so the shared
+        # code need not parse the Cookie header a second time.
+        anonymous_id_cookie=request.COOKIES.get(ANONYMOUS_ID_COOKIE, ""),
+    )
+    return DjangoRequestContext(base, request)

@@ -1,0 +1,175 @@
+"""The ``settings.ANALYTICS`` dict: its defaults, its schema, and the cached merged view of it.
+
+``get_config()`` merges ``CONFIG_DEFAULTS`` with the project's ``ANALYTICS`` dict once and caches
+the result; the cache is cleared on Django's ``setting_changed`` signal (see ``signals.py``), so
+``override_settings(ANALYTICS=...)`` and pytest-django's ``settings`` fixture work in tests.
+"""
+
+import functools
+import inspect
+import numbers
+from types import MappingProxyType
+from typing import Any, Callable, Dict, List, Mapping, Tuple
+
+from django.conf import settings
+
+from analytics_core import Client
+
+__all__ = ["CLIENT_OPTIONS", "CONFIG_DEFAULTS", "config_errors", "get_config", "user_config"]
+
+CLIENT_OPTIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "WRITE_KEY": "write_key",
+        "HOST": "host",
+        "DEBUG": "debug",
+        "SEND": "send",
+        "SYNC_MODE": "sync_mode",
+        "GZIP": "gzip",
+        "MAX_QUEUE_SIZE": "max_queue_size",
+        "UPLOAD_SIZE": "upload_size",
+        "UPLOAD_INTERVAL": "upload_interval",
+        "TIMEOUT": "timeout",
+        "MAX_RETRIES": "max_retries",
+        "ON_ERROR": "on_error",
+        "THREAD": "thread",
+        "PROXIES": "proxies",
+        "SHUTDOWN_TIMEOUT": "shutdown_timeout",
+        "OAUTH_CLIENT_ID": "oauth_client_id",
+        "OAUTH_CLIENT_KEY": "oauth_client_key",
+        "OAUTH_KEY_ID": "oauth_key_id",
+        "OAUTH_AUTH_SERVER": "oauth_auth_server",
+        "OAUTH_SCOPE": "oauth_scope",
+    }
+)
+"""Setting key -> the ``analytics_core.Client`` keyword it is passed as."""
+
+
+def _client_defaults() -> Dict[str, Any]:
+    # The client's defaults are written once, in Client's signature; repeating them here would
+    # let the two drift apart.
+    parameters = inspect.signature(Client.__init__).parameters
+    return {key: parameters[keyword].default for key, keyword in CLIENT_OPTIONS.items()}
+
+
+CONFIG_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        **_client_defaults(),
+        # Forwarding headers are trusted across this many proxy hops (0: the socket peer is the
+        # client, so a client cannot spoof its IP).
+        "TRUSTED_PROXIES": 0,
+        # A page() call for every successful HTML response.
+        "PAGEVIEWS": False,
+        # An identify() call on django.contrib.auth's user_logged_in signal.
+        "IDENTIFY_ON_LOGIN": False,
+        # Insert the middleware at the top of settings.MIDDLEWARE when the app is ready.
+        "AUTO_MIDDLEWARE": True,
+    }
+)
+"""Every key ``settings.ANALYTICS`` understands, with its default (the client's own defaults
+are those of ``analytics_core.Client``, listed in the README)."""
+
+
+def user_config() -> Any:
+    """``settings.ANALYTICS`` as the project wrote it (``{}`` when it is not set)."""
+    value = getattr(settings, "ANALYTICS", None)
+    return {} if value is None else value
+
+
+@functools.cache
+def get_config() -> Mapping[str, Any]:
+    """The defaults overlaid with ``settings.ANALYTICS`` (read-only, cached until it changes).
+
+    A value that is not a dict is ignored here and reported by the system checks.
+    """
+    config = dict(CONFIG_DEFAULTS)
+    value = user_config()
+    if isinstance(value, Mapping):
+        config.update(value)
+    return MappingProxyType(config)
+
+
+# -- schema -------------------------------------------------------------------------------------
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def _is_non_negative_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+
+
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value >= 0
+
+
+def _is_optional_str(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _is_error_handler(value: Any) -> bool:
+    return value is None or callable(value) or isinstance(value, str)
+
+
+def _is_proxies(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    )
+
+
+_BOOL = (_is_bool, "a bool (True or False)")
+_COUNT = (_is_count, "an integer >= 1")
+_SECONDS = (_is_seconds, "a number of seconds >= 0")
+_OPTIONAL_STR = (_is_optional_str, "a string or None")
+
+SCHEMA: Mapping[str, Tuple[Callable[[Any], bool], str]] = MappingProxyType(
+    {
+        "WRITE_KEY": _OPTIONAL_STR,
+        "HOST": _OPTIONAL_STR,
+        "DEBUG": _BOOL,
+        "SEND": _BOOL,
+        "SYNC_MODE": _BOOL,
+        "GZIP": _BOOL,
+        "MAX_QUEUE_SIZE": _COUNT,
+        "UPLOAD_SIZE": _COUNT,
+        "UPLOAD_INTERVAL": _SECONDS,
+        "TIMEOUT": _SECONDS,
+        "MAX_RETRIES": (_is_non_negative_int, "an integer >= 0"),
+        "ON_ERROR": (_is_error_handler, "a callable, a dotted path to one, or None"),
+        "THREAD": _COUNT,
+        "PROXIES": (_is_proxies, "a dict of scheme -> proxy URL, or None"),
+        "SHUTDOWN_TIMEOUT": _SECONDS,
+        "OAUTH_CLIENT_ID": _OPTIONAL_STR,
+        "OAUTH_CLIENT_KEY": _OPTIONAL_STR,
+        "OAUTH_KEY_ID": _OPTIONAL_STR,
+        "OAUTH_AUTH_SERVER": (_is_str, "a non-empty string (a URL)"),
+        "OAUTH_SCOPE": (_is_str, "a non-empty string"),
+        "TRUSTED_PROXIES": (_is_non_negative_int, "an integer >= 0"),
+        "PAGEVIEWS": _BOOL,
+        "IDENTIFY_ON_LOGIN": _BOOL,
+        "AUTO_MIDDLEWARE": _BOOL,
+    }
+)
+"""Key -> (validator, the expected type in words), for the system checks and the client."""
+
+
+def config_errors(value: Any) -> List[Tuple[str, str, Any]]:
+    """``(key, expected, got)`` for every key of ``value`` (a user's ``ANALYTICS``) whose value
+    has the wrong type; ``("ANALYTICS", "a dict", value)`` if it is not a dict at all."""
+    if not isinstance(value, Mapping):
+        return [("ANALYTICS", "a dict", value)]
+    errors = []
+    for key, item in value.items():
+        rule = SCHEMA.get(key)
+        if rule is not None and not rule[0](item):
+            errors.append((key, rule[1], item))
+    return errors

@@ -1,0 +1,169 @@
+"""End to end: the Django test project in real servers, sending to the real collector.
+
+Each test starts a server (its own processes, 127.0.0.1, a free port), makes N requests that each
+track one event, stops the server the way production does, and checks that the collector got
+exactly N events with each request's context. The project's UPLOAD_INTERVAL is 60 s and its
+UPLOAD_SIZE 1000 (tests/django_project/settings.py), so nothing leaves a worker before it exits:
+what arrives was delivered by the shutdown path of analytics_core (atexit, fork handling).
+"""
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.django_project.testing import browser_cookie
+from tests.support.servers import ROOT, ServerProcess, executable, free_port, python_env
+
+pytestmark = pytest.mark.slow
+
+USER_AGENT = "E2E-Browser/1.0"
+ANONYMOUS_ID = "e2e-anonymous-7"
+HEADERS = {"User-Agent": USER_AGENT, "Cookie": f"ajs_anonymous_id={browser_cookie(ANONYMOUS_ID)}"}
+WSGI_APP = "tests.django_project.wsgi:application"
+
+
+def server_env(collector):
+    return python_env(
+        {
+            "ANALYTICS_TEST_HOST": collector.url,
+            "DJANGO_SETTINGS_MODULE": "tests.django_project.settings",
+        }
+    )
+
+
+def send_requests(server, count, start=0):
+    """``count`` tracking requests, alternating the sync and the async view; their pids."""
+    pids = set()
+    for n in range(start, start + count):
+        view = "/track/" if n % 2 == 0 else "/atrack/"
+        response = server.get(f"{view}?n={n}&event=Served", headers=HEADERS)
+        assert response.status_code == 200, response.text
+        assert response.json()["ok"] is True
+        pids.add(response.json().get("pid"))
+    return pids
+
+
+def assert_exactly_delivered(collector, count, server=None):
+    """The collector holds exactly ``count`` "Served" events, one per request, with context."""
+    events = collector.events(limit=0, order="asc", event="Served")
+    output = server.output()[-3000:] if server is not None else ""
+    assert len(events) == count, f"{len(events)} of {count} delivered\n{output}"
+    assert sorted(event["properties"]["n"] for event in events) == list(range(count))
+    for event in events:
+        view = "/track/" if event["properties"]["n"] % 2 == 0 else "/atrack/"
+        assert event["anonymousId"] == ANONYMOUS_ID
+        assert event["context"]["ip"] == "127.0.0.1"
+        assert event["context"]["userAgent"] == USER_AGENT
+        assert event["context"]["page"]["path"] == view
+        assert event["context"]["page"]["search"] == f"?n={event['properties']['n']}&event=Served"
+    return events
+
+
+def gunicorn(collector, *options):
+    port = free_port()
+    command = executable("gunicorn") + [WSGI_APP, "--bind", f"127.0.0.1:{port}"]
+    # No control socket: its default path is shared by every gunicorn of this user, so tests
+    # running side by side would trip over each other's.
+    command += ["--graceful-timeout", "10", "--no-control-socket", *options]
+    return ServerProcess(command, port, env=server_env(collector), ready_path="/pid/")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param(["--workers", "2"], id="sync"),
+        pytest.param(
+            ["--workers", "2", "--worker-class", "gthread", "--threads", "4"], id="gthread"
+        ),
+        pytest.param(["--workers", "2", "--preload"], id="preload"),
+    ],
+)
+def test_gunicorn_delivers_everything_on_sigterm(collector, options):
+    count = 30
+    with gunicorn(collector, *options) as server:
+        send_requests(server, count)
+        # Nothing left the workers yet: the shutdown below is what has to deliver.
+        assert collector.stats()["messages"] == 0
+        assert server.stop(signal.SIGTERM) == 0, server.output()
+        assert_exactly_delivered(collector, count, server)
+
+
+def test_gunicorn_max_requests_recycling_loses_nothing(collector):
+    count = 24
+    with gunicorn(collector, "--workers", "2", "--max-requests", "5") as server:
+        pids = send_requests(server, count)
+        # Workers were replaced mid-run, several times; each one delivered as it left.
+        assert len(pids) >= 4, pids
+        assert collector.stats()["messages"] > 0
+        assert server.stop(signal.SIGTERM) == 0, server.output()
+        assert_exactly_delivered(collector, count, server)
+
+
+def test_gunicorn_uvicorn_worker_delivers_everything_on_sigterm(collector):
+    # uvicorn's gunicorn worker resets SIGTERM to the default before the app loads, then uvicorn
+    # re-raises it after its graceful shutdown: without analytics_django's handler the worker
+    # would die by the signal, before atexit (see analytics_django/shutdown.py).
+    count = 20
+    port = free_port()
+    command = executable("gunicorn") + ["tests.django_project.asgi:application"]
+    command += ["--bind", f"127.0.0.1:{port}", "--workers", "2"]
+    command += ["--worker-class", "uvicorn.workers.UvicornWorker", "--graceful-timeout", "10"]
+    command += ["--no-control-socket"]
+    with ServerProcess(command, port, env=server_env(collector), ready_path="/pid/") as server:
+        send_requests(server, count)
+        assert collector.stats()["messages"] == 0
+        server.stop(signal.SIGTERM)
+        assert_exactly_delivered(collector, count, server)
+
+
+def test_uvicorn_asgi_workers_deliver_everything_on_sigterm(collector):
+    # uvicorn re-raises SIGTERM with the default handler after its graceful shutdown, killing
+    # the worker before atexit: analytics_django's SIGTERM handler is what makes this pass.
+    count = 30
+    port = free_port()
+    command = executable("uvicorn") + ["tests.django_project.asgi:application"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+    command += ["--timeout-graceful-shutdown", "10", "--no-access-log"]
+    with ServerProcess(command, port, env=server_env(collector), ready_path="/pid/") as server:
+        send_requests(server, count)
+        assert collector.stats()["messages"] == 0
+        server.stop(signal.SIGTERM)
+        assert_exactly_delivered(collector, count, server)
+
+
+def wait_for_new_pid(server, old_pid, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid = server.get("/pid/", timeout=2).text
+            if pid != old_pid:
+                return pid
+        except Exception:  # the old process is gone and the new one not listening yet
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"runserver did not reload within {timeout} s\n{server.output()}")
+
+
+def test_runserver_with_the_autoreloader_delivers_across_a_reload(collector):
+    count = 30
+    port = free_port()
+    command = [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}"]
+    watched = Path(ROOT, "tests", "django_project", "views.py")
+    with ServerProcess(command, port, env=server_env(collector), ready_path="/pid/") as server:
+        first_pid = server.get("/pid/").text
+        send_requests(server, count // 2)
+        # A source change: the autoreloader's child exits (sys.exit(3)) and a new one starts.
+        now = time.time()
+        os.utime(watched, (now, now + 1))
+        wait_for_new_pid(server, first_pid)
+        # The old child delivered its queue as it exited, before the new one served anything.
+        assert collector.stats()["messages"] == count // 2
+        send_requests(server, count - count // 2, start=count // 2)
+        # Ctrl-C: SIGINT to the whole process group, as the terminal sends it.
+        os.killpg(server.process.pid, signal.SIGINT)
+        server.wait(15)
+        assert_exactly_delivered(collector, count, server)
