@@ -1,1 +1,68 @@
-"""analytics_flask (work in progress)."""
+"""analytics_flask: Segment analytics for Flask, one line to set up.
+
+::
+
+    from flask import Flask
+    from analytics_flask import Analytics
+
+    app = Flask(__name__)
+    app.config["ANALYTICS_WRITE_KEY"] = "YOUR_WRITE_KEY"
+    analytics = Analytics(app)
+
+    @app.post("/orders")
+    def order():
+        analytics.track(event="Order Completed", properties={"total": 12.5})
+        # or, the same inside a request: analytics_core.track(event="Order Completed")
+        return "ok"
+
+With an application factory::
+
+    analytics = Analytics()
+
+    def create_app():
+        app = Flask(__name__)
+        app.config.from_object("settings")
+        analytics.init_app(app)
+        return app
+
+Inside a request no user id and no context are needed: the request's ip, userAgent, locale,
+page (url, path, search, referrer), the ``ajs_anonymous_id`` cookie of analytics.js and, with
+Flask-Login, the logged-in user's id are filled in. Explicit arguments win, key by key.
+
+Configuration (``app.config``, read by ``init_app``; ``CONFIG_DEFAULTS`` has every key and its
+default): ``ANALYTICS_<OPTION>`` for every ``analytics_core.Client`` option (``WRITE_KEY``,
+``HOST``, ``DEBUG``, ``SEND``, ``SYNC_MODE``, ``GZIP``, ``MAX_QUEUE_SIZE``, ``UPLOAD_SIZE``,
+``UPLOAD_INTERVAL``, ``TIMEOUT``, ``MAX_RETRIES``, ``ON_ERROR`` (a callable or a dotted path),
+``THREAD``, ``PROXIES``, ``LOG_HANDLER``, ``SHUTDOWN_TIMEOUT``, ``OAUTH_*``), and:
+
+- ``ANALYTICS_TRUSTED_PROXIES`` (0): proxy hops whose ``X-Forwarded-For`` / ``Forwarded`` entries
+  are believed. 0 means the socket peer is the client's IP, whatever the headers say.
+- ``ANALYTICS_PAGEVIEWS`` (False): a ``page`` call for every 2xx HTML response.
+- ``ANALYTICS_IDENTIFY_ON_LOGIN`` (False): an ``identify`` call when Flask-Login logs a user in,
+  with the user's ``email`` and ``name`` as traits when it has them.
+- ``ANALYTICS_FLUSH_EACH_REQUEST`` (None): deliver a request's events before its response is sent
+  (waiting at most ``ANALYTICS_TIMEOUT``). None means: only under the Werkzeug development
+  server, which a SIGTERM stops without giving the client a chance to deliver at exit.
+
+An unknown ``ANALYTICS_*`` key or a value of the wrong type raises :class:`ConfigError` (a
+``ValueError``) naming the key. A missing write key only logs a warning: nothing is sent.
+
+Logging goes to the ``segment`` logger. ``ANALYTICS_DEBUG = True`` sets it to DEBUG (with a
+handler if it has none); to choose the format and destination yourself::
+
+    import logging
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    segment = logging.getLogger("segment")
+    segment.addHandler(handler)
+    segment.setLevel(logging.DEBUG)  # logging.WARNING: only delivery failures
+
+Shutdown: what was accepted is delivered when the process exits normally (gunicorn's graceful
+worker exits on SIGTERM, ``--max-requests`` recycling, ``--preload``'s forked workers, each with
+their own uploader); the development server delivers each request's events as it goes.
+"""
+
+from .config import CONFIG_DEFAULTS, ConfigError
+from .extension import Analytics
+
+__all__ = ["CONFIG_DEFAULTS", "Analytics", "ConfigError"]

@@ -1,0 +1,145 @@
+"""Setting the analytics context when a request starts and undoing it when the request ends.
+
+``before_request`` makes the request's context current; ``teardown_request`` undoes it, whether
+the view returned or raised. A streamed body is the exception: its generator runs after
+``teardown_request``, when the WSGI server iterates the response, and its analytics calls
+belong to the request too, so the context is undone when the server closes the response.
+(Every WSGI server closes it; Flask's test client leaves that to the test: close streamed
+responses, or pass ``buffered=True``.)
+
+Under the Werkzeug development server (or with ``ANALYTICS_FLUSH_EACH_REQUEST = True``) the
+request's events are also delivered before it ends. Its reloader's parent process answers
+SIGTERM by SIGKILLing the child that serves requests (``subprocess.call`` kills the child when
+the wait is interrupted), and without the reloader SIGTERM ends Python without running atexit
+hooks: in neither case could the client deliver its queue at exit.
+"""
+
+import contextvars
+import logging
+import types
+from typing import Any, Dict, Optional
+
+from flask import Flask, Response, request
+
+from analytics_core.context import (
+    current_request_context,
+    reset_request_context,
+    set_request_context,
+)
+
+from .pageviews import is_page_view, record_page_view
+from .request_context import FlaskRequestContext, context_for
+from .state import AppState
+
+__all__ = ["RequestHooks"]
+
+logger = logging.getLogger("segment")
+
+# Where a request's _Active lives: the WSGI environ is per request. (flask.g belongs to the
+# application context, which a test's `with app.app_context():` shares across requests.)
+_ENVIRON_KEY = "analytics_flask.active"
+_DEV_SERVER = "Werkzeug/"  # the development server's SERVER_SOFTWARE
+
+
+class _Active:
+    """One request's context, and what ending it needs."""
+
+    __slots__ = ("context", "token", "until_close", "flush_timeout")
+
+    def __init__(
+        self,
+        context: FlaskRequestContext,
+        token: contextvars.Token,
+        flush_timeout: Optional[float],
+    ) -> None:
+        self.context = context
+        self.token: Optional[contextvars.Token] = token
+        self.until_close = False  # a streamed body: end on close, not at teardown
+        self.flush_timeout = flush_timeout  # None: leave delivery to the uploader
+
+    def end(self) -> None:
+        """Deliver if asked to, then restore the context that was current before (once)."""
+        token, self.token = self.token, None
+        if token is None:
+            return
+        self.context.ended = True
+        if self.flush_timeout is not None:
+            try:
+                self.context.client.flush(self.flush_timeout)
+            except Exception:  # delivery problems are the client's to report, not the request's
+                logger.exception("analytics_flask: flushing at the end of the request failed")
+        try:
+            reset_request_context(token)
+        except ValueError:
+            # The token belongs to another contextvars.Context: teardown or close ran in a copy
+            # of the request's context (a server or middleware that copies it per call). Undo
+            # it in this copy; the original keeps it until the end of its thread's next request.
+            if current_request_context() is self.context:
+                previous = token.old_value
+                set_request_context(None if previous is contextvars.Token.MISSING else previous)
+        # What was current before may be a request that ended in such a copy: it is over, and
+        # outside any request there is no context.
+        restored = current_request_context()
+        if isinstance(restored, FlaskRequestContext) and restored.ended:
+            set_request_context(None)
+
+
+class RequestHooks:
+    """The ``before_request`` / ``after_request`` / ``teardown_request`` functions of one app."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    def install(self, app: Flask) -> None:
+        """Register the three hooks on ``app``."""
+        app.before_request(self.before_request)
+        app.after_request(self.after_request)
+        app.teardown_request(self.teardown_request)
+
+    def before_request(self) -> None:
+        """Make the request's context current (on any failure: log it, carry on without)."""
+        try:
+            # The request object itself, not the proxy: the context compares it with the
+            # current request later, to never read another request's user.
+            current = request._get_current_object()  # type: ignore[attr-defined]
+            context = context_for(current, self.state.client, self.state.trusted_proxies)
+        except Exception:  # a broken request must get the app's own answer, not ours
+            logger.exception("analytics_flask: could not build the request's context")
+            return
+        token = set_request_context(context)
+        request.environ[_ENVIRON_KEY] = _Active(
+            context, token, self._flush_timeout(request.environ)
+        )
+
+    def _flush_timeout(self, environ: Dict[str, Any]) -> Optional[float]:
+        flush = self.state.flush_each_request
+        if flush is None:
+            flush = str(environ.get("SERVER_SOFTWARE", "")).startswith(_DEV_SERVER)
+        return self.state.flush_timeout if flush else None
+
+    def after_request(self, response: Response) -> Response:
+        """Record the page view, and keep the context for a streamed body until it is closed."""
+        active = request.environ.get(_ENVIRON_KEY)
+        if active is None:
+            return response
+        if self.state.pageviews and is_page_view(response):
+            record_page_view(self.state.client, request, active.context)
+        # Only a generator body runs the app's code after teardown. Other streamed bodies (an
+        # HTTPException's, send_file's) run none, and a direct_passthrough one reaches the server
+        # without the wrapper that calls the response's close hooks: those end at teardown.
+        if isinstance(response.response, types.GeneratorType) and not response.direct_passthrough:
+            active.until_close = True
+            response.call_on_close(active.end)
+        return response
+
+    def teardown_request(self, error: Optional[BaseException]) -> None:
+        """Undo the context, unless a streamed body is still to come (then only on error)."""
+        active = request.environ.get(_ENVIRON_KEY)
+        if active is None:
+            return
+        if active.until_close and error is None:
+            # Only the first teardown waits: stream_with_context pushes the request again while
+            # the body is iterated, and its teardown comes when the body is done.
+            active.until_close = False
+            return
+        active.end()
