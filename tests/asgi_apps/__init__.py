@@ -1,0 +1,1 @@
+"""ASGI apps and helpers for the analytics_asgi tests (the apps also run under real servers)."""
