@@ -30,3 +30,29 @@ def test_quick_core_only_run_prints_the_table_and_passes_the_count_check(tmp_pat
     assert "collector count check: passed" in done.stdout
     assert "caller CPU per track()" in done.stdout
     assert output.is_file()
+
+
+@pytest.mark.slow
+def test_quick_middleware_run_measures_starlette_and_checks_delivery(tmp_path):
+    output = tmp_path / "middleware.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.middleware",
+            "--quick",
+            "--frameworks",
+            "starlette",
+            "--output",
+            str(output),
+        ],
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "delivery check: passed" in done.stdout
+    row = [line for line in done.stdout.splitlines() if line.startswith("starlette")]
+    assert row and "uvicorn" in row[0], done.stdout
+    assert output.is_file()
