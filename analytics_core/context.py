@@ -6,16 +6,26 @@ correct under threads and asyncio alike.
 """
 
 import contextvars
-from typing import Any, Callable, Dict, Optional
+import logging
+from typing import Any, Callable, Dict, Optional, Tuple
+
+logger = logging.getLogger("segment")
 
 _request: contextvars.ContextVar = contextvars.ContextVar("analytics_request_context", default=None)
 
 
 class RequestContext:
     """What a request contributes to messages: context fields, default user ids and, for
-    integrations that own a client (Flask, ASGI), the client the module-level API uses."""
+    integrations that own a client (Flask, ASGI), the client the module-level API uses.
 
-    __slots__ = ("context", "user_id", "anonymous_id", "client")
+    Integrations pass ``fill`` rather than ``context`` and ``anonymous_id``: a callable that
+    returns ``(context, anonymous_id)`` and runs when a message first needs them. Most requests
+    send no analytics at all, and parsing headers, cookies and the client address costs them
+    more than the rest of a hello-world request does. ``fill`` may run more than once when two
+    threads of one request need it at the same moment; it must be free of side effects.
+    """
+
+    __slots__ = ("_context", "_anonymous_id", "_fill", "user_id", "client")
 
     def __init__(
         self,
@@ -23,11 +33,54 @@ class RequestContext:
         user_id: Optional[str] = None,
         anonymous_id: Optional[str] = None,
         client: Any = None,
+        fill: "Optional[Callable[[], Tuple[Dict[str, Any], Optional[str]]]]" = None,
     ) -> None:
-        self.context = context or {}
+        self._context = context or {}
+        self._anonymous_id = anonymous_id
+        self._fill = fill
         self.user_id = user_id
-        self.anonymous_id = anonymous_id
         self.client = client
+
+    def _run_fill(self) -> None:
+        fill = self._fill
+        if fill is None:
+            return
+        try:
+            context, anonymous_id = fill()
+        except Exception:  # a request we cannot read still gets its messages sent
+            logger.exception("analytics: could not read the request's context; sending without")
+            context, anonymous_id = {}, None
+        # What was assigned before the fill ran (explicitly, by the app) wins over the request.
+        context.update(self._context)
+        self._context = context
+        if self._anonymous_id is None:
+            self._anonymous_id = anonymous_id
+        # Cleared last: another thread that sees no fill sees the filled fields.
+        self._fill = None
+
+    @property
+    def context(self) -> Dict[str, Any]:
+        """The request's context fields (ip, userAgent, locale, page, ...)."""
+        if self._fill is not None:
+            self._run_fill()
+        return self._context
+
+    @context.setter
+    def context(self, value: Dict[str, Any]) -> None:
+        self._run_fill()
+        self._context = value
+
+    @property
+    def anonymous_id(self) -> Optional[str]:
+        """The browser's ``ajs_anonymous_id``, or what the app assigned."""
+        if self._fill is not None:
+            self._run_fill()
+        return self._anonymous_id
+
+    @anonymous_id.setter
+    def anonymous_id(self, value: Optional[str]) -> None:
+        self._run_fill()
+        self._anonymous_id = value
 
     def __repr__(self) -> str:
         return (

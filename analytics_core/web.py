@@ -9,7 +9,7 @@ cookie or encoding leaves its field out, it never raises into the user's request
 import ipaddress
 import json
 import re
-from typing import Any, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 from urllib.parse import unquote
 
 from .context import RequestContext
@@ -21,7 +21,9 @@ __all__ = [
     "client_ip",
     "cookie_value",
     "headers_from_asgi",
+    "headers_from_wsgi",
     "locale_from_accept_language",
+    "request_fields",
 ]
 
 ANONYMOUS_ID_COOKIE = "ajs_anonymous_id"
@@ -175,6 +177,39 @@ def _page(
     return page
 
 
+def request_fields(
+    *,
+    peer: Optional[str],
+    scheme: str,
+    host: Optional[str],
+    path: str,
+    query_string: str,
+    headers: Mapping[str, str],
+    trusted_proxies: int = 0,
+    anonymous_id_cookie: Optional[str] = None,
+) -> Tuple[Dict[str, Any], Optional[str]]:
+    """The context fields and the ``ajs_anonymous_id`` of one request.
+
+    ``headers`` maps lower-case header names to their (latin-1 decoded) values;
+    ``anonymous_id_cookie`` is the raw ``ajs_anonymous_id`` cookie value if the framework
+    parsed cookies already, otherwise it is read from the ``cookie`` header.
+    """
+    context: Dict[str, Any] = {}
+    ip = client_ip(peer, headers, trusted_proxies)
+    if ip:
+        context["ip"] = ip
+    user_agent = _header(headers, "user-agent")
+    if user_agent:
+        context["userAgent"] = user_agent
+    locale = locale_from_accept_language(_header(headers, "accept-language"))
+    if locale:
+        context["locale"] = locale
+    context["page"] = _page(scheme, host, path, query_string, _header(headers, "referer"))
+    if anonymous_id_cookie is None:
+        anonymous_id_cookie = cookie_value(headers.get("cookie"), ANONYMOUS_ID_COOKIE)
+    return context, anonymous_id_from_cookie(anonymous_id_cookie)
+
+
 def build_request_context(
     *,
     peer: Optional[str],
@@ -188,28 +223,43 @@ def build_request_context(
     user_id: Optional[str] = None,
     client: Any = None,
 ) -> RequestContext:
-    """The context of one request.
+    """The context of one request, built now (see :func:`request_fields` for the arguments).
 
-    ``headers`` maps lower-case header names to their (latin-1 decoded) values;
-    ``anonymous_id_cookie`` is the raw ``ajs_anonymous_id`` cookie value if the framework
-    parsed cookies already, otherwise it is read from the ``cookie`` header. ``client`` is the
-    integration's client, used by the module-level API while this context is current.
+    ``client`` is the integration's client, used by the module-level API while this context is
+    current. Integrations defer this work instead: ``RequestContext(fill=...)``.
     """
-    context = {}
-    ip = client_ip(peer, headers, trusted_proxies)
-    if ip:
-        context["ip"] = ip
-    user_agent = _header(headers, "user-agent")
-    if user_agent:
-        context["userAgent"] = user_agent
-    locale = locale_from_accept_language(_header(headers, "accept-language"))
-    if locale:
-        context["locale"] = locale
-    context["page"] = _page(scheme, host, path, query_string, _header(headers, "referer"))
-    if anonymous_id_cookie is None:
-        anonymous_id_cookie = cookie_value(headers.get("cookie"), ANONYMOUS_ID_COOKIE)
-    anonymous_id = anonymous_id_from_cookie(anonymous_id_cookie)
+    context, anonymous_id = request_fields(
+        peer=peer,
+        scheme=scheme,
+        host=host,
+        path=path,
+        query_string=query_string,
+        headers=headers,
+        trusted_proxies=trusted_proxies,
+        anonymous_id_cookie=anonymous_id_cookie,
+    )
     return RequestContext(context, user_id=user_id, anonymous_id=anonymous_id, client=client)
+
+
+# The headers request_fields reads, by their WSGI environ key.
+_WSGI_HEADERS = {
+    "HTTP_USER_AGENT": "user-agent",
+    "HTTP_ACCEPT_LANGUAGE": "accept-language",
+    "HTTP_REFERER": "referer",
+    "HTTP_COOKIE": "cookie",
+    "HTTP_X_FORWARDED_FOR": "x-forwarded-for",
+    "HTTP_FORWARDED": "forwarded",
+}
+
+
+def headers_from_wsgi(environ: Mapping[str, Any]) -> Dict[str, str]:
+    """The headers :func:`request_fields` reads, from a WSGI environ (or Django's META)."""
+    headers = {}
+    for key, name in _WSGI_HEADERS.items():
+        value = environ.get(key)
+        if isinstance(value, str):
+            headers[name] = value
+    return headers
 
 
 def headers_from_asgi(raw: Iterable[Tuple[bytes, bytes]]) -> Mapping[str, str]:

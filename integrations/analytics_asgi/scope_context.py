@@ -2,10 +2,11 @@
 
 import logging
 import re
-from typing import Any, Mapping, Optional
+from functools import partial
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from analytics_core.context import RequestContext
-from analytics_core.web import build_request_context, headers_from_asgi
+from analytics_core.web import headers_from_asgi, request_fields
 
 from .asgi_types import Scope
 from .users import UserIdFromScope, normalize_user_id
@@ -32,16 +33,15 @@ class ScopeRequestContext(RequestContext):
     __slots__ = ("_user_id", "_scope", "_user_id_from_scope")
 
     def __init__(
-        self, base: RequestContext, scope: Scope, user_id_from_scope: UserIdFromScope
+        self,
+        scope: Scope,
+        client: Any,
+        trusted_proxies: int,
+        user_id_from_scope: UserIdFromScope,
     ) -> None:
         self._scope = scope
         self._user_id_from_scope = user_id_from_scope
-        super().__init__(
-            base.context,
-            user_id=base.user_id,
-            anonymous_id=base.anonymous_id,
-            client=base.client,
-        )
+        super().__init__(client=client, fill=partial(_fields, scope, trusted_proxies))
 
     @property  # type: ignore[override]
     def user_id(self) -> Optional[str]:
@@ -97,19 +97,11 @@ def _path(scope: Scope) -> str:
     return path
 
 
-def context_for_scope(
-    scope: Scope,
-    *,
-    trusted_proxies: int,
-    client: Any,
-    user_id_from_scope: UserIdFromScope,
-) -> ScopeRequestContext:
-    """The context of the request (or websocket connection) described by ``scope``, whose
-    module-level analytics calls go to ``client`` (None: analytics_core's default client)."""
+def _fields(scope: Scope, trusted_proxies: int) -> Tuple[Dict[str, Any], Optional[str]]:
     websocket = scope["type"] == "websocket"
     scheme = _text(scope.get("scheme")) or ("ws" if websocket else "http")
     headers = headers_from_asgi(scope.get("headers") or ())
-    base = build_request_context(
+    return request_fields(
         # The socket peer; forwarding headers count only across trusted_proxies hops.
         peer=_peer(scope),
         scheme=scheme,
@@ -118,6 +110,17 @@ def context_for_scope(
         query_string=_text(scope.get("query_string")),
         headers=headers,
         trusted_proxies=trusted_proxies,
-        client=client,
     )
-    return ScopeRequestContext(base, scope, user_id_from_scope)
+
+
+def context_for_scope(
+    scope: Scope,
+    *,
+    trusted_proxies: int,
+    client: Any,
+    user_id_from_scope: UserIdFromScope,
+) -> ScopeRequestContext:
+    """The context of the request (or websocket connection) described by ``scope``, whose
+    module-level analytics calls go to ``client`` (None: analytics_core's default client); read
+    from the scope when the first message needs it."""
+    return ScopeRequestContext(scope, client, trusted_proxies, user_id_from_scope)

@@ -19,7 +19,8 @@ What "resolving" may do depends on where the message is built:
 
 import asyncio
 import logging
-from typing import Any, Optional
+from functools import partial
+from typing import Any, Dict, Optional, Tuple
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import DisallowedHost
@@ -27,7 +28,7 @@ from django.http import HttpRequest
 from django.utils.functional import LazyObject, empty
 
 from analytics_core.context import RequestContext
-from analytics_core.web import ANONYMOUS_ID_COOKIE, build_request_context
+from analytics_core.web import headers_from_wsgi, request_fields
 
 __all__ = ["DjangoRequestContext", "context_for", "user_id_of"]
 
@@ -57,13 +58,11 @@ class DjangoRequestContext(RequestContext):
 
     __slots__ = ("request", "_explicit_user_id", "_early_user_id")
 
-    def __init__(self, base: RequestContext, request: HttpRequest) -> None:
+    def __init__(self, request: HttpRequest, trusted_proxies: int = 0) -> None:
         self.request = request
         self._explicit_user_id: Optional[str] = None
         self._early_user_id: Any = _UNRESOLVED
-        super().__init__(
-            base.context, user_id=base.user_id, anonymous_id=base.anonymous_id, client=base.client
-        )
+        super().__init__(fill=partial(_fields, request, trusted_proxies))
 
     @property  # type: ignore[override]
     def user_id(self) -> Optional[str]:
@@ -117,25 +116,26 @@ class DjangoRequestContext(RequestContext):
             self._early_user_id = None
 
 
-def context_for(request: HttpRequest, trusted_proxies: int = 0) -> DjangoRequestContext:
-    """The analytics context of ``request`` (ip, userAgent, locale, page, anonymous id, user)."""
+def _fields(request: HttpRequest, trusted_proxies: int) -> Tuple[Dict[str, Any], Optional[str]]:
     meta = request.META
     try:
         host: Optional[str] = request.get_host()
     except DisallowedHost:
         # Django answers 400 for this request anyway; its url is not worth reporting.
         host = None
-    base = build_request_context(
+    return request_fields(
         peer=meta.get("REMOTE_ADDR"),
         scheme=request.scheme,
         host=host,
         path=request.path,
         query_string=meta.get("QUERY_STRING", ""),
-        # HttpHeaders is case-insensitive, so it serves the lower-case lookups as it is.
-        headers=request.headers,
+        # META, not request.headers / request.COOKIES: those parse every header and cookie.
+        headers=headers_from_wsgi(meta),
         trusted_proxies=trusted_proxies,
-        # "" rather than None when absent: Django parsed the cookies already, so the shared
-        # code need not parse the Cookie header a second time.
-        anonymous_id_cookie=request.COOKIES.get(ANONYMOUS_ID_COOKIE, ""),
     )
-    return DjangoRequestContext(base, request)
+
+
+def context_for(request: HttpRequest, trusted_proxies: int = 0) -> DjangoRequestContext:
+    """The analytics context of ``request`` (ip, userAgent, locale, page, anonymous id, user),
+    read from the request when the first message needs it."""
+    return DjangoRequestContext(request, trusted_proxies)

@@ -52,7 +52,7 @@ class _Active:
         token: contextvars.Token,
         flush_timeout: Optional[float],
     ) -> None:
-        self.context = context
+        self.context: Optional[FlaskRequestContext] = context
         self.token: Optional[contextvars.Token] = token
         self.until_close = False  # a streamed body: end on close, not at teardown
         self.flush_timeout = flush_timeout  # None: leave delivery to the uploader
@@ -62,10 +62,11 @@ class _Active:
         token, self.token = self.token, None
         if token is None:
             return
-        self.context.ended = True
+        context = self.context
+        context.ended = True
         if self.flush_timeout is not None:
             try:
-                self.context.client.flush(self.flush_timeout)
+                context.client.flush(self.flush_timeout)
             except Exception:  # delivery problems are the client's to report, not the request's
                 logger.exception("analytics_flask: flushing at the end of the request failed")
         try:
@@ -74,7 +75,7 @@ class _Active:
             # The token belongs to another contextvars.Context: teardown or close ran in a copy
             # of the request's context (a server or middleware that copies it per call). Undo
             # it in this copy; the original keeps it until the end of its thread's next request.
-            if current_request_context() is self.context:
+            if current_request_context() is context:
                 previous = token.old_value
                 set_request_context(None if previous is contextvars.Token.MISSING else previous)
         # What was current before may be a request that ended in such a copy: it is over, and
@@ -82,6 +83,9 @@ class _Active:
         restored = current_request_context()
         if isinstance(restored, FlaskRequestContext) and restored.ended:
             set_request_context(None)
+        # The context's fill may hold the request, whose environ holds this _Active: let go,
+        # so the request is freed without waiting for the cycle collector.
+        self.context = None
 
 
 class RequestHooks:

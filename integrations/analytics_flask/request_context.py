@@ -1,12 +1,13 @@
 """Turning the current Flask request into the analytics context of its messages."""
 
 import weakref
-from typing import Any, Dict, Optional
+from functools import partial
+from typing import Any, Dict, Optional, Tuple
 
 from flask import Request
 
 from analytics_core.context import RequestContext
-from analytics_core.web import ANONYMOUS_ID_COOKIE, build_request_context
+from analytics_core.web import headers_from_wsgi, request_fields
 
 from .login import current_user_id
 
@@ -21,16 +22,12 @@ class FlaskRequestContext(RequestContext):
 
     __slots__ = ("_user_id", "_request", "ended")
 
-    def __init__(self, base: RequestContext, request: Request) -> None:
+    def __init__(self, request: Request, client: Any, trusted_proxies: int) -> None:
         # Weak: the request's environ holds this context, which must not hold the request back.
+        # (The fill holds it until it ran or the request ended: see hooks._Active.end.)
         self._request = weakref.ref(request)
         self.ended = False  # set when the request's hooks undid it
-        super().__init__(
-            base.context,
-            user_id=base.user_id,
-            anonymous_id=base.anonymous_id,
-            client=base.client,
-        )
+        super().__init__(client=client, fill=partial(_fields, request, trusted_proxies))
 
     @property  # type: ignore[override]
     def user_id(self) -> Optional[str]:
@@ -45,11 +42,6 @@ class FlaskRequestContext(RequestContext):
         self._user_id = value
 
 
-def _headers(request: Request) -> Dict[str, str]:
-    # The WSGI server already joined repeated headers; names are lower-cased for web.py.
-    return {name.lower(): value for name, value in request.headers.items()}
-
-
 def _host(request: Request) -> Optional[str]:
     # With app.config["TRUSTED_HOSTS"] an untrusted Host header makes request.host raise; Flask
     # answers that request with a 400 itself, and the context simply has no URL.
@@ -59,10 +51,9 @@ def _host(request: Request) -> Optional[str]:
         return None
 
 
-def context_for(request: Request, client: Any, trusted_proxies: int) -> FlaskRequestContext:
-    """The context of ``request``, whose module-level analytics calls go to ``client``."""
+def _fields(request: Request, trusted_proxies: int) -> Tuple[Dict[str, Any], Optional[str]]:
     environ = request.environ
-    base = build_request_context(
+    return request_fields(
         # REMOTE_ADDR: the socket peer (or what the app's own ProxyFix made of it); forwarding
         # headers are believed only across ANALYTICS_TRUSTED_PROXIES hops, never by default.
         peer=request.remote_addr,
@@ -71,9 +62,12 @@ def context_for(request: Request, client: Any, trusted_proxies: int) -> FlaskReq
         # The browser's location.pathname includes the mount point (SCRIPT_NAME).
         path=request.script_root + request.path,
         query_string=environ.get("QUERY_STRING", ""),
-        headers=_headers(request),
+        headers=headers_from_wsgi(environ),
         trusted_proxies=trusted_proxies,
-        anonymous_id_cookie=request.cookies.get(ANONYMOUS_ID_COOKIE),
-        client=client,
     )
-    return FlaskRequestContext(base, request)
+
+
+def context_for(request: Request, client: Any, trusted_proxies: int) -> FlaskRequestContext:
+    """The context of ``request``, whose module-level analytics calls go to ``client``; read
+    from the request when the first message needs it."""
+    return FlaskRequestContext(request, client, trusted_proxies)
