@@ -12,7 +12,7 @@ The module-level settings below are read once, when the first call builds ``defa
 
 from typing import Any, Dict, Optional
 
-from .client import DEFAULT_OAUTH_SCOPE, DEFAULT_OAUTH_SERVER, Client
+from .client import DEFAULT_OAUTH_SCOPE, DEFAULT_OAUTH_SERVER, DEFAULT_ON_FULL_TIMEOUT, Client
 from .context import current_request_context
 from .errors import APIError, MessageTooLargeError, OAuthError, QueueFullError, ValidationError
 from .version import VERSION
@@ -61,6 +61,10 @@ oauth_client_key: Optional[str] = None
 oauth_key_id: Optional[str] = None
 oauth_auth_server = DEFAULT_OAUTH_SERVER
 oauth_scope = DEFAULT_OAUTH_SCOPE
+# Ours, beyond analytics-python's: what a full queue does ("drop" or "block" for up to
+# on_full_timeout seconds), and the durable spool's path (None: memory only).
+on_full = "drop"
+on_full_timeout = DEFAULT_ON_FULL_TIMEOUT
 
 default_client: Optional[Client] = None
 """Built from the settings above on the first call; set it yourself to use your own Client."""
@@ -95,6 +99,8 @@ def _client() -> Client:
             oauth_key_id=oauth_key_id,
             oauth_auth_server=oauth_auth_server,
             oauth_scope=oauth_scope,
+            on_full=on_full,
+            on_full_timeout=on_full_timeout,
         )
     return default_client
 

@@ -2,6 +2,8 @@
 
 import logging
 import numbers
+import threading
+import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import lifecycle
@@ -27,6 +29,8 @@ LIBRARY = {"name": "analytics-core", "version": VERSION}
 DEFAULT_OAUTH_SERVER = "https://oauth2.segment.io"
 DEFAULT_OAUTH_SCOPE = "tracking_api:write"
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+DEFAULT_ON_FULL_TIMEOUT = 10.0
+ON_FULL_POLICIES = ("drop", "block")
 
 ErrorHandler = Callable[[BaseException, List[Dict[str, Any]]], None]
 Result = Tuple[bool, Message]
@@ -83,6 +87,8 @@ class Client:
         oauth_scope: str = DEFAULT_OAUTH_SCOPE,
         *,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        on_full: str = "drop",
+        on_full_timeout: float = DEFAULT_ON_FULL_TIMEOUT,
     ) -> None:
         if send and not write_key:
             raise ValidationError("write_key is required (or pass send=False)")
@@ -97,6 +103,9 @@ class Client:
         _check_number("upload_interval", upload_interval, 0)
         _check_number("timeout", timeout, 0)
         _check_number("shutdown_timeout", shutdown_timeout, 0)
+        _check_number("on_full_timeout", on_full_timeout, 0)
+        if on_full not in ON_FULL_POLICIES:
+            raise ValidationError(f"on_full must be 'drop' or 'block', got {on_full!r}")
         configure_logging(debug, log_handler)
         self.write_key = write_key
         self.host = host
@@ -106,7 +115,14 @@ class Client:
         self.gzip = gzip
         self.on_error = on_error
         self.shutdown_timeout = shutdown_timeout
+        self.on_full = on_full
+        self.on_full_timeout = on_full_timeout
+        # The caller waits this long for room in a full queue (None: it never waits).
+        self._block = on_full_timeout if on_full == "block" else None
         self.dropped = 0
+        self._sync_delivered = 0
+        self._sync_failed = 0
+        self._drop_log = DropLog()
         token_provider = None
         if oauth_client_id or oauth_client_key or oauth_key_id:
             token_provider = _oauth_manager(
@@ -309,14 +325,26 @@ class Client:
         return self.join(timeout)
 
     def stats(self) -> Dict[str, int]:
-        """Counters: messages queued now, delivered, failed (reported), dropped, retries."""
-        pipeline = self.pipeline
+        """Counters since the client was created (or since this process was forked).
+
+        - ``accepted``: messages taken for delivery (calls that returned True);
+        - ``queued``: accepted and not finished yet (waiting in the queue or in flight);
+        - ``delivered``: accepted and answered 2xx;
+        - ``failed``: accepted and finally handed to ``on_error`` (rejected, retries exhausted,
+          not delivered by the end of shutdown);
+        - ``dropped``: refused (the call returned False): a full queue, a message over 32 KB;
+        - ``retried``: HTTP attempts repeated after a network error, 5xx or 429.
+
+        ``accepted == queued + delivered + failed`` holds in every snapshot.
+        """
+        counts = self.pipeline.counts()
         return {
-            "queued": pipeline.pending(),
-            "delivered": pipeline.delivered,
-            "failed": pipeline.failed,
+            "accepted": counts["accepted"] + self._sync_delivered + self._sync_failed,
+            "queued": counts["waiting"] + counts["in_flight"],
+            "delivered": counts["delivered"] + self._sync_delivered,
+            "failed": counts["failed"] + self._sync_failed,
             "dropped": self.dropped,
-            "retried": pipeline.retried,
+            "retried": counts["retried"],
         }
 
     # -- internals ----------------------------------------------------------------------------
@@ -387,13 +415,17 @@ class Client:
             return True, message
         if self.sync_mode:
             return self._send_now(data, message), message
-        if self.pipeline.put(data):
+        if self.pipeline.put(data, self._block):
             return True, message
-        return self._refuse(QueueFullError("analytics queue is full; message dropped"), message)
+        if self._block is None:
+            text = f"the queue is full (max_queue_size={self.pipeline.max_queue_size}); dropped"
+        else:
+            text = f"the queue stayed full for on_full_timeout={self.on_full_timeout}s; dropped"
+        return self._refuse(QueueFullError(text), message)
 
     def _refuse(self, error: BaseException, message: Message) -> Result:
         self.dropped += 1
-        logger.warning("analytics: %s", error)
+        self._drop_log.note(error)
         self._call_on_error(error, [message])
         return False, message
 
@@ -401,12 +433,19 @@ class Client:
         from .encoding import join_batch
         from .ids import now_iso
 
+        # Retries happen on the caller's thread here: bound them all by one `timeout`, so a
+        # collector that is down costs a request seconds, not minutes of backoff.
+        deadline = time.monotonic() + self.transport.timeout
         try:
-            self.transport.send(join_batch([data], now_iso(), self.write_key or ""))
+            self.transport.send(
+                join_batch([data], now_iso(), self.write_key or ""), deadline=deadline
+            )
         except Exception as error:
+            self._sync_failed += 1
             logger.warning("analytics: could not deliver a %s message: %s", message["type"], error)
             self._call_on_error(error, [message])
             return False
+        self._sync_delivered += 1
         return True
 
     def _on_batch_failure(self, error: BaseException, batch: List[bytes]) -> None:
@@ -420,6 +459,40 @@ class Client:
             self.on_error(error, items)
         except Exception:  # the user's handler must not break the caller or the uploader
             logger.exception("analytics: the on_error handler raised")
+
+
+class DropLog:
+    """Warnings for refused messages, at most one line per ``interval`` seconds.
+
+    A full queue refuses thousands of messages a second; one warning per message would flood
+    the logs and cost more than the messages. The first refusal is logged at once, later ones
+    are counted and summed up in the next line.
+    """
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._next_log = 0.0
+        self._unlogged = 0
+
+    def note(self, error: BaseException) -> None:
+        """Count one refusal; log it now if the last line is ``interval`` seconds old."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_log:
+                self._unlogged += 1
+                return
+            unlogged, self._unlogged = self._unlogged, 0
+            self._next_log = now + self.interval
+        if unlogged:
+            logger.warning(
+                "analytics: %s (and %d more refused in the last %gs)",
+                error,
+                unlogged,
+                self.interval,
+            )
+        else:
+            logger.warning("analytics: %s", error)
 
 
 def _oauth_manager(client_id, client_key, key_id, auth_server, scope, *, timeout, proxies):

@@ -51,6 +51,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self._has_items = threading.Condition(self._lock)
         self._progress = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)  # a batch left the queue
         self._queue: collections.deque = collections.deque()
         self._queued_bytes = 0
         self._queued_total = 0  # messages ever accepted; message n has sequence number n - 1
@@ -69,30 +70,75 @@ class Pipeline:
 
     # -- the caller's side --------------------------------------------------------------------
 
-    def put(self, data: bytes) -> bool:
-        """Queue one encoded message; False when the queue is full."""
+    def put(self, data: bytes, block: Optional[float] = None) -> bool:
+        """Queue one encoded message; False when the queue is full.
+
+        ``block`` (seconds): when the queue is full, wait up to that long for room first. An
+        uploader thread never waits (an ``on_error`` handler that tracks must not stall it).
+        """
         with self._lock:
             queue = self._queue
             size = len(queue)
             if size >= self.max_queue_size:
-                return False
+                if not block or threading.current_thread() in self._threads:
+                    return False
+                if not self._wait_for_room(block):
+                    return False
+                size = len(queue)
             queue.append(data)
             self._queued_total += 1
             self._queued_bytes += len(data)
             # Wake an idle uploader only when it has something new to decide about.
             # A full batch's worth of bytes is due now too, not at the end of the interval.
             if self._idle_uploaders and (
-                size == 0 or size + 1 >= self.upload_size or self._queued_bytes >= self.batch_limit
+                size == 0
+                or size + 1 >= self.upload_size
+                or size + 1 >= self.max_queue_size
+                or self._queued_bytes >= self.batch_limit
             ):
                 self._has_items.notify()
         if not self._running:
             self._start()
         return True
 
+    def _wait_for_room(self, seconds: float) -> bool:
+        """Under the lock: wait until the queue has room, at most ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while len(self._queue) >= self.max_queue_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if not self._uploaders_alive() or self._pid != os.getpid():
+                # Nobody drains the queue (forked, stopped, or the thread died): start them.
+                self._running = False
+                self._lock.release()
+                try:
+                    self._start()
+                finally:
+                    self._lock.acquire()
+            # A full queue is a batch due now: make sure an uploader is not waiting out the
+            # interval, then sleep until a batch was taken.
+            self._has_items.notify_all()
+            self._room.wait(min(remaining, 0.2))
+        return True
+
     def pending(self) -> int:
         """Messages accepted but not yet delivered or reported."""
         with self._lock:
             return self._queued_total - self._done_upto()
+
+    def counts(self) -> Dict[str, int]:
+        """Accepted, waiting (in the queue), in flight, delivered, failed, retried: one snapshot."""
+        with self._lock:
+            waiting = len(self._queue)
+            return {
+                "accepted": self._queued_total,
+                "waiting": waiting,
+                "in_flight": self._taken_total - self.delivered - self.failed,
+                "delivered": self.delivered,
+                "failed": self.failed,
+                "retried": self.retried,
+            }
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Block until every message queued before this call is delivered or reported.
@@ -165,8 +211,11 @@ class Pipeline:
                 self._has_items.wait()
                 self._idle_uploaders -= 1
             due = time.monotonic() + self.upload_interval
+            # Due early: a full batch, a full batch's bytes, a full queue (max_queue_size may be
+            # below upload_size), or a flush waiting for these messages.
             while (
                 len(queue) < self.upload_size
+                and len(queue) < self.max_queue_size
                 and self._queued_bytes < self.batch_limit
                 and self._taken_total >= self._flush_target
                 and not self._stopping
@@ -194,6 +243,7 @@ class Pipeline:
         self._next_batch_id += 1
         self._in_flight[batch_id] = self._taken_total
         self._taken_total += len(batch)
+        self._room.notify_all()
         return batch_id, batch
 
     def _send_one_batch(self, deadline: Optional[float], wait: bool = False) -> bool:
@@ -225,7 +275,8 @@ class Pipeline:
         return True
 
     def _count_retry(self, attempt: int, error: BaseException) -> None:
-        self.retried += 1
+        with self._lock:
+            self.retried += 1
 
     def _report(self, error: BaseException, batch: List[bytes]) -> None:
         logger.warning("analytics: could not deliver %d message(s): %s", len(batch), error)
@@ -260,9 +311,9 @@ class Pipeline:
             self._queued_bytes = 0
             self._running = False
             self._threads = []
+            self.failed += len(leftover)
             self._progress.notify_all()
         if leftover:
-            self.failed += len(leftover)
             self._report(TimeoutError("shutdown: not delivered in time"), leftover)
         self.transport.stop_event.clear()
         return finished

@@ -66,4 +66,6 @@ _MODULE_SETTINGS = [
     "oauth_key_id",
     "oauth_auth_server",
     "oauth_scope",
+    "on_full",
+    "on_full_timeout",
 ]

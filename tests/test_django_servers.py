@@ -135,7 +135,7 @@ def test_uvicorn_asgi_workers_deliver_everything_on_sigterm(collector):
         assert_exactly_delivered(collector, count, server)
 
 
-def wait_for_new_pid(server, old_pid, timeout=15.0):
+def wait_for_new_pid(server, old_pid, timeout=45.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -165,5 +165,5 @@ def test_runserver_with_the_autoreloader_delivers_across_a_reload(collector):
         send_requests(server, count - count // 2, start=count // 2)
         # Ctrl-C: SIGINT to the whole process group, as the terminal sends it.
         os.killpg(server.process.pid, signal.SIGINT)
-        server.wait(15)
+        server.wait(45)
         assert_exactly_delivered(collector, count, server)

@@ -188,5 +188,5 @@ def test_flask_dev_server_delivers_at_exit_on_reload_and_ctrl_c(collector, tmp_p
         collector.wait_for(15, timeout=5, anonymous_id=browser.anonymous_id)
         browser.visit(list(range(15, 30)))
         os.killpg(server.process.pid, signal.SIGINT)
-        server.wait(15)
+        server.wait(45)
     assert_delivered_exactly(collector, browser, list(range(30)))

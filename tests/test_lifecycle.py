@@ -272,6 +272,7 @@ def test_flush_times_out_on_a_slow_collector_then_succeeds(collector):
         assert client.stats()["queued"] == 1
         assert client.flush(timeout=20) is True
         assert client.stats() == {
+            "accepted": 1,
             "queued": 0,
             "delivered": 1,
             "failed": 0,
