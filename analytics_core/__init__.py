@@ -65,6 +65,7 @@ oauth_scope = DEFAULT_OAUTH_SCOPE
 # on_full_timeout seconds), and the durable spool's path (None: memory only).
 on_full = "drop"
 on_full_timeout = DEFAULT_ON_FULL_TIMEOUT
+persist: Optional[str] = None
 
 default_client: Optional[Client] = None
 """Built from the settings above on the first call; set it yourself to use your own Client."""
@@ -101,6 +102,7 @@ def _client() -> Client:
             oauth_scope=oauth_scope,
             on_full=on_full,
             on_full_timeout=on_full_timeout,
+            persist=persist,
         )
     return default_client
 

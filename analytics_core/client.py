@@ -2,6 +2,7 @@
 
 import logging
 import numbers
+import os
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -89,6 +90,7 @@ class Client:
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         on_full: str = "drop",
         on_full_timeout: float = DEFAULT_ON_FULL_TIMEOUT,
+        persist: Optional[str] = None,
     ) -> None:
         if send and not write_key:
             raise ValidationError("write_key is required (or pass send=False)")
@@ -106,6 +108,10 @@ class Client:
         _check_number("on_full_timeout", on_full_timeout, 0)
         if on_full not in ON_FULL_POLICIES:
             raise ValidationError(f"on_full must be 'drop' or 'block', got {on_full!r}")
+        if persist is not None and not isinstance(persist, (str, os.PathLike)):
+            raise ValidationError(f"persist must be a file path, got {type(persist).__name__}")
+        if persist is not None and sync_mode:
+            raise ValidationError("persist works with the background queue; not with sync_mode")
         configure_logging(debug, log_handler)
         self.write_key = write_key
         self.host = host
@@ -143,6 +149,11 @@ class Client:
             proxies=proxies,
             token_provider=token_provider,
         )
+        spool = None
+        if persist is not None and send:
+            from .spool import Spool  # sqlite3 is loaded only by clients that persist
+
+            spool = Spool(os.fspath(persist), write_key or "")
         self.pipeline = Pipeline(
             self.transport,
             write_key,
@@ -151,8 +162,12 @@ class Client:
             upload_interval=upload_interval,
             threads=thread,
             on_failure=self._on_batch_failure,
+            spool=spool,
         )
         lifecycle.register(self)
+        if spool is not None:
+            # Messages an earlier process accepted but never delivered go out now.
+            self.pipeline.start()
 
     def __repr__(self) -> str:  # the write key stays out of reprs, logs and tracebacks
         return f"<analytics_core.Client host={self.transport.url!r} send={self.send}>"
@@ -333,13 +348,16 @@ class Client:
         - ``failed``: accepted and finally handed to ``on_error`` (rejected, retries exhausted,
           not delivered by the end of shutdown);
         - ``dropped``: refused (the call returned False): a full queue, a message over 32 KB;
-        - ``retried``: HTTP attempts repeated after a network error, 5xx or 429.
+        - ``retried``: HTTP attempts repeated after a network error, 5xx or 429;
+        - ``recovered``: with ``persist``, messages an ended process left in the spool, which
+          this client took over (``queued`` includes messages waiting in the spool).
 
-        ``accepted == queued + delivered + failed`` holds in every snapshot.
+        ``accepted + recovered == queued + delivered + failed`` holds in every snapshot.
         """
         counts = self.pipeline.counts()
         return {
             "accepted": counts["accepted"] + self._sync_delivered + self._sync_failed,
+            "recovered": counts["recovered"],
             "queued": counts["waiting"] + counts["in_flight"],
             "delivered": counts["delivered"] + self._sync_delivered,
             "failed": counts["failed"] + self._sync_failed,

@@ -41,6 +41,7 @@ def _at_exit() -> None:
             client.shutdown(client.shutdown_timeout)
         except Exception:  # one broken client must not stop the others from delivering
             logger.exception("analytics: delivering at exit failed")
+        client.pipeline.close_spool()
 
 
 def _after_fork_in_child() -> None:

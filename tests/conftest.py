@@ -68,4 +68,5 @@ _MODULE_SETTINGS = [
     "oauth_scope",
     "on_full",
     "on_full_timeout",
+    "persist",
 ]

@@ -11,7 +11,7 @@ import sys
 import pytest
 from analytics_django import configure as configure_module
 from analytics_django.configure import MIDDLEWARE_PATH, configure, install_middleware, last_error
-from analytics_django.settings import CONFIG_DEFAULTS, get_config
+from analytics_django.settings import CLIENT_OPTIONS, CONFIG_DEFAULTS, get_config
 from django.core.checks import run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
@@ -59,6 +59,8 @@ def test_client_defaults_come_from_the_client_itself():
     assert CONFIG_DEFAULTS["PAGEVIEWS"] is False
     assert CONFIG_DEFAULTS["IDENTIFY_ON_LOGIN"] is False
     assert CONFIG_DEFAULTS["AUTO_MIDDLEWARE"] is True
+    # Every Client option can be set from settings.ANALYTICS (logging goes through LOGGING).
+    assert set(parameters) - {"self", "log_handler"} <= set(CLIENT_OPTIONS.values())
 
 
 def test_the_project_dict_is_merged_over_the_defaults():

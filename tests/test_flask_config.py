@@ -64,8 +64,11 @@ def test_config_keys_reach_the_client(make_app):
         ANALYTICS_SHUTDOWN_TIMEOUT=3,
         ANALYTICS_TIMEOUT=4,
         ANALYTICS_LOG_HANDLER=handler,
+        ANALYTICS_ON_FULL="block",
+        ANALYTICS_ON_FULL_TIMEOUT=2.5,
     )
     client = client_of(app)
+    assert (client.on_full, client.on_full_timeout) == ("block", 2.5)
     assert client.gzip is True
     assert client.pipeline.upload_size == 7
     assert client.pipeline.upload_interval == 0.25

@@ -273,6 +273,7 @@ def test_flush_times_out_on_a_slow_collector_then_succeeds(collector):
         assert client.flush(timeout=20) is True
         assert client.stats() == {
             "accepted": 1,
+            "recovered": 0,
             "queued": 0,
             "delivered": 1,
             "failed": 0,

@@ -37,7 +37,8 @@ class SegmentMiddleware:
     - built from the client options, every ``analytics_core.Client`` option (``write_key``,
       ``host``, ``debug``, ``send``, ``sync_mode``, ``gzip``, ``max_queue_size``,
       ``upload_size``, ``upload_interval``, ``timeout``, ``max_retries``, ``on_error``,
-      ``proxies``, ``thread``, ``log_handler``, ``oauth_*``, ``shutdown_timeout``); one left out
+      ``proxies``, ``thread``, ``log_handler``, ``oauth_*``, ``shutdown_timeout``, ``on_full``,
+      ``on_full_timeout``, ``persist``); one left out
       (None) keeps Client's default;
     - with neither, analytics_core's module-level default client, configured by
       ``analytics_core.write_key = ...`` etc. before the first request.
@@ -83,6 +84,9 @@ class SegmentMiddleware:
         oauth_auth_server: Optional[str] = None,
         oauth_scope: Optional[str] = None,
         shutdown_timeout: Optional[float] = None,
+        on_full: Optional[str] = None,
+        on_full_timeout: Optional[float] = None,
+        persist: Optional[str] = None,
     ) -> None:
         if not callable(app):
             raise analytics_core.ValidationError(
@@ -118,6 +122,9 @@ class SegmentMiddleware:
                 "oauth_auth_server": oauth_auth_server,
                 "oauth_scope": oauth_scope,
                 "shutdown_timeout": shutdown_timeout,
+                "on_full": on_full,
+                "on_full_timeout": on_full_timeout,
+                "persist": persist,
             },
         )
         # What page() and shutdown() are called on: the client, or the module-level API that

@@ -28,6 +28,8 @@ _TYPES: Dict[str, type] = {
     "oauth_key_id": str,
     "oauth_auth_server": str,
     "oauth_scope": str,
+    "on_full": str,
+    "persist": str,
 }
 
 

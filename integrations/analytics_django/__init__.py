@@ -17,7 +17,8 @@ it puts ``analytics_django.middleware.AnalyticsMiddleware`` first in ``settings.
 Keys of ``settings.ANALYTICS`` (see ``analytics_django.settings.CONFIG_DEFAULTS``): the client's
 options ``WRITE_KEY``, ``HOST``, ``DEBUG``, ``SEND``, ``SYNC_MODE``, ``GZIP``,
 ``MAX_QUEUE_SIZE``, ``UPLOAD_SIZE``, ``UPLOAD_INTERVAL``, ``TIMEOUT``, ``MAX_RETRIES``,
-``ON_ERROR`` (a callable or its dotted path), ``THREAD``, ``PROXIES``, ``SHUTDOWN_TIMEOUT`` and
+``ON_ERROR`` (a callable or its dotted path), ``THREAD``, ``PROXIES``, ``SHUTDOWN_TIMEOUT``,
+``ON_FULL``, ``ON_FULL_TIMEOUT``, ``PERSIST`` and
 ``OAUTH_CLIENT_ID``, ``OAUTH_CLIENT_KEY``, ``OAUTH_KEY_ID``, ``OAUTH_AUTH_SERVER``,
 ``OAUTH_SCOPE``; and the integration's own ``TRUSTED_PROXIES`` (proxy hops whose
 ``X-Forwarded-For`` is believed, default 0), ``PAGEVIEWS`` (a ``page`` call per successful HTML

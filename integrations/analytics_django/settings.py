@@ -34,6 +34,9 @@ CLIENT_OPTIONS: Mapping[str, str] = MappingProxyType(
         "THREAD": "thread",
         "PROXIES": "proxies",
         "SHUTDOWN_TIMEOUT": "shutdown_timeout",
+        "ON_FULL": "on_full",
+        "ON_FULL_TIMEOUT": "on_full_timeout",
+        "PERSIST": "persist",
         "OAUTH_CLIENT_ID": "oauth_client_id",
         "OAUTH_CLIENT_KEY": "oauth_client_key",
         "OAUTH_KEY_ID": "oauth_key_id",
@@ -126,6 +129,10 @@ def _is_proxies(value: Any) -> bool:
     )
 
 
+def _is_on_full(value: Any) -> bool:
+    return value in ("drop", "block")
+
+
 _BOOL = (_is_bool, "a bool (True or False)")
 _COUNT = (_is_count, "an integer >= 1")
 _SECONDS = (_is_seconds, "a number of seconds >= 0")
@@ -148,6 +155,9 @@ SCHEMA: Mapping[str, Tuple[Callable[[Any], bool], str]] = MappingProxyType(
         "THREAD": _COUNT,
         "PROXIES": (_is_proxies, "a dict of scheme -> proxy URL, or None"),
         "SHUTDOWN_TIMEOUT": _SECONDS,
+        "ON_FULL": (_is_on_full, "'drop' or 'block'"),
+        "ON_FULL_TIMEOUT": _SECONDS,
+        "PERSIST": _OPTIONAL_STR,
         "OAUTH_CLIENT_ID": _OPTIONAL_STR,
         "OAUTH_CLIENT_KEY": _OPTIONAL_STR,
         "OAUTH_KEY_ID": _OPTIONAL_STR,

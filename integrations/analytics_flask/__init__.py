@@ -33,7 +33,8 @@ Configuration (``app.config``, read by ``init_app``; ``CONFIG_DEFAULTS`` has eve
 default): ``ANALYTICS_<OPTION>`` for every ``analytics_core.Client`` option (``WRITE_KEY``,
 ``HOST``, ``DEBUG``, ``SEND``, ``SYNC_MODE``, ``GZIP``, ``MAX_QUEUE_SIZE``, ``UPLOAD_SIZE``,
 ``UPLOAD_INTERVAL``, ``TIMEOUT``, ``MAX_RETRIES``, ``ON_ERROR`` (a callable or a dotted path),
-``THREAD``, ``PROXIES``, ``LOG_HANDLER``, ``SHUTDOWN_TIMEOUT``, ``OAUTH_*``), and:
+``THREAD``, ``PROXIES``, ``LOG_HANDLER``, ``SHUTDOWN_TIMEOUT``, ``ON_FULL``, ``ON_FULL_TIMEOUT``,
+``PERSIST``, ``OAUTH_*``), and:
 
 - ``ANALYTICS_TRUSTED_PROXIES`` (0): proxy hops whose ``X-Forwarded-For`` / ``Forwarded`` entries
   are believed. 0 means the socket peer is the client's IP, whatever the headers say.

@@ -45,6 +45,9 @@ CLIENT_OPTIONS: Tuple[str, ...] = (
     "proxies",
     "log_handler",
     "shutdown_timeout",
+    "on_full",
+    "on_full_timeout",
+    "persist",
     "oauth_client_id",
     "oauth_client_key",
     "oauth_key_id",
@@ -134,6 +137,10 @@ def _is_handler(value: Any) -> bool:
     return value is None or isinstance(value, logging.Handler)
 
 
+def _is_on_full(value: Any) -> bool:
+    return value in ("drop", "block")
+
+
 _BOOL = (_is_bool, "True or False")
 _COUNT = (_is_int(1), "an integer >= 1")
 _SECONDS = (_is_seconds, "a number of seconds >= 0")
@@ -157,6 +164,9 @@ _SCHEMA: Mapping[str, Tuple[Callable[[Any], bool], str]] = MappingProxyType(
         "ANALYTICS_PROXIES": (_is_proxies, "a dict of scheme -> proxy URL, or None"),
         "ANALYTICS_LOG_HANDLER": (_is_handler, "a logging.Handler or None"),
         "ANALYTICS_SHUTDOWN_TIMEOUT": _SECONDS,
+        "ANALYTICS_ON_FULL": (_is_on_full, "'drop' or 'block'"),
+        "ANALYTICS_ON_FULL_TIMEOUT": _SECONDS,
+        "ANALYTICS_PERSIST": _OPTIONAL_STR,
         "ANALYTICS_OAUTH_CLIENT_ID": _OPTIONAL_STR,
         "ANALYTICS_OAUTH_CLIENT_KEY": _OPTIONAL_STR,
         "ANALYTICS_OAUTH_KEY_ID": _OPTIONAL_STR,
