@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import lifecycle
+from . import capture, lifecycle
 from .context import current_request_context, merge_context
 from .encoding import MAX_MESSAGE_BYTES, decode_message, encode_message
 from .errors import MessageTooLargeError, QueueFullError, ValidationError
@@ -429,6 +429,9 @@ class Client:
                 f"the limit is {MAX_MESSAGE_BYTES}"
             )
             return self._refuse(error, message)
+        if capture.active is not None:  # a test's analytics_events fixture: keep, never send
+            capture.active.append(decode_message(data))
+            return True, message
         if not self.send:
             return True, message
         if self.sync_mode:
