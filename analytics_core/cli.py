@@ -1,18 +1,22 @@
-"""The ``analytics-core`` command: ``collector`` (a local tracking API) and ``demo``."""
+"""The ``analytics-core`` command: the six calls, ``import``, ``collector`` and ``demo``."""
 
 import sys
 from typing import List, Optional
 
+from analytics_core import cli_calls
 from analytics_core.version import VERSION
 
 _SUBCOMMANDS = {
+    "import": "send a JSONL or CSV file of messages (a historical import), nothing dropped",
     "collector": "run the local Segment-compatible collector (see `analytics-core collector -h`)",
     "demo": "start a local collector, send every call type to it, print what arrived",
 }
 
 
 def _usage() -> str:
-    lines = ["usage: analytics-core {collector,demo} [options]", "", "commands:"]
+    names = ",".join([*cli_calls.CALLS, *_SUBCOMMANDS])
+    lines = [f"usage: analytics-core {{{names}}} [options]", "", "commands:"]
+    lines += cli_calls.usage_lines()
     lines += [f"  {name:<10} {text}" for name, text in _SUBCOMMANDS.items()]
     lines.append("\n`analytics-core COMMAND --help` shows a command's options.")
     return "\n".join(lines)
@@ -28,6 +32,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"analytics-core {VERSION}")
         return 0
     command, rest = args[0], args[1:]
+    if cli_calls.known(command):
+        return cli_calls.main(command, rest)
+    if command == "import":
+        from analytics_core.cli_import import main as import_main
+
+        return import_main(rest)
     if command == "collector":
         from analytics_core.collector.cli import main as collector_main
 
