@@ -14,7 +14,9 @@ import enum
 import json
 import logging
 import math
+import sys
 import uuid
+import zoneinfo
 from typing import Any, Callable, Dict, List
 
 try:  # orjson encodes a typical message several times faster than the stdlib
@@ -32,6 +34,9 @@ MAX_BATCH_BYTES = 500 * 1024
 
 MAX_DEPTH = 200
 """Deeper nesting is replaced by ``None``: orjson refuses beyond 254 levels and nobody means it."""
+
+_STACK_RESERVE = 60
+"""Frames the cleaner leaves free below the recursion limit (for logging its warnings)."""
 
 _UTC = _dt.timezone.utc
 
@@ -52,7 +57,7 @@ def _default(value: Any) -> Any:
         return value.value
     if isinstance(value, _dt.datetime):
         return iso_datetime(value)
-    if isinstance(value, _dt.date):
+    if isinstance(value, (_dt.date, _dt.time)):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
         return str(value)
@@ -64,6 +69,8 @@ def _default(value: Any) -> Any:
 
 
 def _decimal_to_float(value: decimal.Decimal) -> Any:
+    if not value.is_finite():  # NaN, sNaN (which float() refuses) and the infinities
+        return None
     number = float(value)
     return number if math.isfinite(number) else None
 
@@ -75,14 +82,31 @@ def iso_datetime(value: _dt.datetime) -> str:
     return value.isoformat()
 
 
+# Datetime values come to _orjson_default instead of orjson's own code: orjson crashes the
+# process (a segfault, orjson 3.13) on a datetime whose tzinfo.utcoffset() raises, and writes
+# "+00:00" for an offset it cannot use. It still writes those whose tzinfo cannot misbehave.
+_ORJSON_OPTIONS = (
+    _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_NAIVE_UTC if _orjson is not None else 0
+)
+_PLAIN_TZINFO = (type(None), _dt.timezone, zoneinfo.ZoneInfo)
+
+
+def _orjson_default(value: Any) -> Any:
+    if type(value) is _dt.datetime and type(value.tzinfo) in _PLAIN_TZINFO:
+        # A fraction of isoformat()'s cost; any other tzinfo runs its code in Python, where
+        # an exception can be handled.
+        return _orjson.Fragment(_orjson.dumps(value, option=_orjson.OPT_NAIVE_UTC))
+    return _default(value)
+
+
 def _encode_orjson(message: Dict[str, Any]) -> bytes:
     try:
-        data = _orjson.dumps(message, default=_default, option=_orjson.OPT_NAIVE_UTC)
+        data = _orjson.dumps(message, default=_orjson_default, option=_ORJSON_OPTIONS)
     except TypeError:
         # Non-string keys are rare; the option that allows them costs on every message, so
         # only pay for it on a retry. (Anything else still failing falls to the cleaner.)
         data = _orjson.dumps(
-            message, default=_default, option=_orjson.OPT_NAIVE_UTC | _orjson.OPT_NON_STR_KEYS
+            message, default=_orjson_default, option=_ORJSON_OPTIONS | _orjson.OPT_NON_STR_KEYS
         )
     # orjson hands back a bytes object that keeps its ~4 KB working buffer allocated; a queued
     # message lives for a while, so copy it down to its real size (160 B instead of 4 KB each).
@@ -122,9 +146,10 @@ def encode_message(message: Dict[str, Any]) -> bytes:
     """
     try:
         return _fast_encode(message)
-    except (TypeError, ValueError, RecursionError, OverflowError):
-        # Rare: the message holds something the fast encoder refused. Clean it in Python, where
-        # each problem can be handled (and reported) on its own, then encode the plain result.
+    except Exception:
+        # Rare: the message holds something the fast encoder refused, or whose conversion raised
+        # (user code: a tzinfo, a dataclass field's deepcopy). Clean it in Python, where each
+        # problem can be handled (and reported) on its own, then encode the plain result.
         cleaned = clean(message)
         return _encode_stdlib_plain(cleaned)
 
@@ -150,40 +175,67 @@ def clean(value: Any) -> Any:
 
     datetime/date -> ISO-8601, Decimal -> float, UUID -> str, Enum -> value, set/tuple -> list,
     bytes -> UTF-8 text, NaN/Infinity -> None, non-string keys -> str. Objects that cannot be
-    represented, cycles and nesting beyond ``MAX_DEPTH`` are dropped with a warning.
+    represented (integers too long to write included), cycles and nesting beyond ``MAX_DEPTH``
+    (or beyond what the caller's stack leaves room for) are dropped with a warning.
     """
-    return _clean(value, "", 0, set())
+    return _clean(value, "", 0, set(), _depth_limit())
+
+
+def _depth_limit() -> int:
+    """``MAX_DEPTH``, or less when the caller is already deep in its stack.
+
+    Each level costs the cleaner two frames and the stdlib encoder one more, so a caller a few
+    hundred frames deep would otherwise get a ``RecursionError`` out of ``track()``.
+    """
+    frame: Any = sys._getframe()
+    used = 0
+    while frame is not None:
+        used += 1
+        frame = frame.f_back
+    room = (sys.getrecursionlimit() - used - _STACK_RESERVE) // 2
+    return max(8, min(MAX_DEPTH, room))
 
 
 _PLAIN_SCALARS = (bool, int, type(None))
 
 
-def _clean(value: Any, path: str, depth: int, active: set) -> Any:
+def _clean(value: Any, path: str, depth: int, active: set, limit: int) -> Any:
     if isinstance(value, str):
         return _clean_text(value)
     if isinstance(value, _PLAIN_SCALARS):
+        if isinstance(value, int) and value.bit_length() > 64:
+            _check_int_writable(value)
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if depth >= MAX_DEPTH:
+    if depth >= limit:
         logger.warning("analytics: value at %s nested deeper than %d levels; dropped", path, depth)
         return None
     if isinstance(value, dict):
-        return _clean_dict(value, path, depth, active)
+        return _clean_dict(value, path, depth, active, limit)
     if isinstance(value, (list, tuple, set, frozenset)):
-        return _clean_list(value, path, depth, active)
+        return _clean_list(value, path, depth, active, limit)
     try:
         converted = _default(value)
     except Exception:
         raise _Drop(type(value).__name__) from None
-    return _clean(converted, path, depth + 1, active)
+    return _clean(converted, path, depth + 1, active, limit)
+
+
+def _check_int_writable(value: int) -> None:
+    # Python refuses to write an int of more than sys.get_int_max_str_digits() digits (4300 by
+    # default), so the encoder would raise ValueError on it.
+    try:
+        int.__repr__(value)
+    except ValueError:
+        raise _Drop("huge int") from None
 
 
 class _Drop(Exception):
     """The value at hand cannot be represented and must be left out of its container."""
 
 
-def _clean_dict(value: dict, path: str, depth: int, active: set) -> Dict[str, Any]:
+def _clean_dict(value: dict, path: str, depth: int, active: set, limit: int) -> Dict[str, Any]:
     marker = id(value)
     if marker in active:
         raise _Drop("cycle")
@@ -191,7 +243,10 @@ def _clean_dict(value: dict, path: str, depth: int, active: set) -> Dict[str, An
     try:
         result: Dict[str, Any] = {}
         for key, item in list(value.items()):
-            name = _clean_key(key)
+            try:
+                name = _clean_key(key)
+            except Exception:  # its conversion raised: an int too long, a tzinfo, a subclass
+                name = None
             if name is None:
                 logger.warning(
                     "analytics: key of type %s under %s dropped", type(key).__name__, path
@@ -199,7 +254,7 @@ def _clean_dict(value: dict, path: str, depth: int, active: set) -> Dict[str, An
                 continue
             child_path = f"{path}.{name}" if path else name
             try:
-                result[name] = _clean(item, child_path, depth + 1, active)
+                result[name] = _clean(item, child_path, depth + 1, active, limit)
             except _Drop as reason:
                 logger.warning("analytics: dropped %s (%s cannot be sent)", child_path, reason)
         return result
@@ -207,7 +262,7 @@ def _clean_dict(value: dict, path: str, depth: int, active: set) -> Dict[str, An
         active.discard(marker)
 
 
-def _clean_list(value: Any, path: str, depth: int, active: set) -> list:
+def _clean_list(value: Any, path: str, depth: int, active: set, limit: int) -> list:
     marker = id(value)
     if marker in active:
         raise _Drop("cycle")
@@ -217,7 +272,7 @@ def _clean_list(value: Any, path: str, depth: int, active: set) -> list:
         for index, item in enumerate(list(value)):
             child_path = f"{path}[{index}]"
             try:
-                result.append(_clean(item, child_path, depth + 1, active))
+                result.append(_clean(item, child_path, depth + 1, active, limit))
             except _Drop as reason:
                 logger.warning("analytics: dropped %s (%s cannot be sent)", child_path, reason)
         return result
@@ -232,8 +287,8 @@ def _clean_key(key: Any) -> Any:
         return "null" if key is None else ("true" if key else "false")
     if isinstance(key, (int, float)):
         return str(key)
-    if isinstance(key, (enum.Enum, uuid.UUID, _dt.date, decimal.Decimal)):
-        return str(_default(key))
+    if isinstance(key, (enum.Enum, uuid.UUID, _dt.date, _dt.time, decimal.Decimal)):
+        return _clean_key(_default(key))
     return None
 
 

@@ -11,7 +11,7 @@ import threading
 import weakref
 from typing import Any
 
-from . import ids
+from . import ids, signals
 
 logger = logging.getLogger("segment")
 
@@ -25,6 +25,9 @@ def register(client: Any) -> None:
     global _registered
     with _register_lock:
         _clients.add(client)
+        if client.send and not client.sync_mode:
+            # Servers that die by SIGTERM skip atexit (see signals.py); in the main thread only.
+            signals.install_sigterm_handler()
         if _registered:
             return
         atexit.register(_at_exit)

@@ -28,18 +28,35 @@ def _id_text(field: str, value: Any) -> Optional[str]:
     """User, anonymous, group and previous ids travel as strings; numbers are converted."""
     if value is None or type(value) is str:
         return value
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, numbers.Number) and not isinstance(value, bool):
-        return str(value)
+    if isinstance(value, str) or (
+        isinstance(value, numbers.Number) and not isinstance(value, bool)
+    ):
+        return _as_text(field, value)
     raise ValidationError(f"{field} must be a string or a number, got {type(value).__name__}")
+
+
+def _as_text(field: str, value: Any) -> str:
+    # str() runs the value's own code (a subclass's __str__), and refuses an int of more than
+    # sys.get_int_max_str_digits() digits: either way the caller gets a ValidationError.
+    try:
+        return str(value)
+    except Exception as exc:
+        raise ValidationError(
+            f"{field}: this {type(value).__name__} cannot be written as text "
+            f"(str() raised {type(exc).__name__})"
+        ) from None
 
 
 def _timestamp_text(value: Any) -> str:
     if value is None:
         return now_iso()
     if isinstance(value, _dt.datetime):
-        return iso_datetime(value)
+        try:
+            return iso_datetime(value)
+        except Exception as exc:  # its tzinfo raised, or gave an offset beyond 24 hours
+            raise ValidationError(
+                f"timestamp has an unusable tzinfo ({type(exc).__name__})"
+            ) from None
     if isinstance(value, _dt.date):
         return iso_datetime(_dt.datetime(value.year, value.month, value.day))
     if isinstance(value, str):
@@ -53,7 +70,9 @@ def _parse_timestamp(text: str) -> str:
     try:
         return iso_datetime(isoparse(text))
     except (ValueError, OverflowError):
-        raise ValidationError(f"timestamp {text!r} is not an ISO-8601 date-time") from None
+        raise ValidationError(
+            f"timestamp {str.__repr__(text)} is not an ISO-8601 date-time"
+        ) from None
 
 
 def _message_id_text(value: Any) -> str:
@@ -62,8 +81,8 @@ def _message_id_text(value: Any) -> str:
     if isinstance(value, str) and value:
         return value
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
-        return str(value)
-    raise ValidationError(f"message_id must be a non-empty string, got {value!r}")
+        return _as_text("message_id", value)
+    raise ValidationError(f"message_id must be a non-empty string, got {type(value).__name__}")
 
 
 def _reject_unknown(call: str, unexpected: Mapping[str, Any]) -> None:

@@ -12,8 +12,8 @@ import textwrap
 import threading
 
 import pytest
-from analytics_django.shutdown import install_sigterm_handler
 
+from analytics_core.signals import install_sigterm_handler
 from tests.support.servers import ROOT, python_env
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signals only")
@@ -36,7 +36,7 @@ def test_a_server_that_re_raises_sigterm_still_exits_through_atexit():
     result = run_child(
         """
         import atexit, os, signal
-        from analytics_django.shutdown import install_sigterm_handler
+        from analytics_core.signals import install_sigterm_handler
 
         atexit.register(lambda: print("atexit ran", flush=True))
         received = []
@@ -62,7 +62,7 @@ def test_the_default_disposition_becomes_an_exit_through_atexit():
     result = run_child(
         """
         import atexit, os, signal, time
-        from analytics_django.shutdown import install_sigterm_handler
+        from analytics_core.signals import install_sigterm_handler
 
         atexit.register(lambda: print("atexit ran", flush=True))
         assert install_sigterm_handler()

@@ -18,9 +18,10 @@ class AnalyticsConfig(AppConfig):
 
         Never raises: a misconfiguration is logged, and reported by ``manage.py check``.
         """
+        from analytics_core.signals import install_sigterm_handler
+
         from . import checks  # noqa: F401 - registers the system checks
         from .configure import configure, install_middleware
-        from .shutdown import install_sigterm_handler
         from .signals import connect
 
         connect()

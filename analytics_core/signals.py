@@ -2,16 +2,19 @@
 
 analytics_core delivers what is queued from an ``atexit`` hook, which runs when the interpreter
 exits normally (gunicorn's workers leave through ``sys.exit``, so that is enough there). Two
-ways of stopping a Django process skip it, both measured in tests/test_django_servers.py:
+common ways of stopping a process skip it, both measured in tests (tests/test_django_servers.py,
+tests/test_reliability_servers.py):
 
 - uvicorn handles SIGTERM gracefully, then restores the handler that was there before it
   started (the default) and raises SIGTERM again so that the process dies "by the signal". That
-  death runs no ``atexit`` hook: every event of the last ``UPLOAD_INTERVAL`` is lost.
-- A process whose SIGTERM disposition is the default (a management command, uvicorn's gunicorn
-  worker, which resets it before uvicorn takes over) is killed on the spot, also without
-  ``atexit``.
+  death runs no ``atexit`` hook: every event of the last ``upload_interval`` is lost.
+- A process whose SIGTERM disposition is the default (a script, a management command, uvicorn's
+  gunicorn worker, which resets it before uvicorn takes over) is killed on the spot, also
+  without ``atexit``.
 
-So when the app is ready, and only when its client sends, the SIGTERM handler is wrapped:
+So when the first client that sends from a background queue is made in the main thread
+(:func:`analytics_core.lifecycle.register`; Django's AppConfig also calls it when the app is
+ready), the SIGTERM handler is wrapped:
 
 - If a server installed a handler (uvicorn, gunicorn's workers), it still gets the signal, but
   SIGTERM is blocked on the main thread first. A server that re-raises SIGTERM after its graceful
@@ -37,7 +40,7 @@ __all__ = ["install_sigterm_handler"]
 
 logger = logging.getLogger("segment")
 
-_MARK = "_analytics_django_sigterm"
+_MARK = "_analytics_core_sigterm"
 
 
 def _wrap_server_handler(previous: Callable[[int, Optional[FrameType]], Any]) -> Callable:
@@ -73,5 +76,5 @@ def install_sigterm_handler() -> bool:
         return False
     setattr(handler, _MARK, True)
     signal.signal(signal.SIGTERM, handler)
-    logger.debug("analytics_django: SIGTERM now delivers the queue before the process ends")
+    logger.debug("analytics: SIGTERM now delivers the queue before the process ends")
     return True

@@ -1,0 +1,70 @@
+"""A separate process holding a Spool, driven one command per line on stdin (tests/test_spool.py).
+
+Usage: python spool_driver.py PATH WRITE_KEY [ADOPT_INTERVAL [START_AT]]
+
+It opens the spool (at the wall-clock time START_AT if given, so that several drivers open it
+at the same moment), prints ``ready`` (or ``error <message>``), then answers each command with
+one line:
+
+- ``append COUNT PREFIX QUEUED`` -> ``ok``: COUNT rows ``PREFIX-0`` ... committed
+- ``take LIMIT [AT]`` -> the taken rows as JSON ``[[id, text], ...]`` (at wall time AT if given)
+- ``counts`` -> ``PENDING BACKLOG``
+- ``close`` -> ``ok``
+
+End of input: the process exits without closing the spool. The tests SIGKILL it as well.
+"""
+
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+# The module file itself, loaded alone: it needs nothing but the standard library, and importing
+# the analytics_core package (requests and all) would cost each process about 0.6 s here.
+_SOURCE = Path(__file__).resolve().parents[2] / "analytics_core" / "spool.py"
+_spec = importlib.util.spec_from_file_location("spool_under_test", _SOURCE)
+spool_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(spool_module)
+
+
+def sleep_until(moment: float) -> None:
+    while time.time() < moment:
+        time.sleep(min(0.005, max(0.0, moment - time.time())))
+
+
+def main() -> None:
+    path, key = sys.argv[1], sys.argv[2]
+    adopt_interval = float(sys.argv[3]) if len(sys.argv) > 3 else 5.0
+    if len(sys.argv) > 4:
+        sleep_until(float(sys.argv[4]))
+    try:
+        spool = spool_module.Spool(path, key, adopt_interval=adopt_interval)
+    except spool_module.SpoolError as error:
+        print(f"error {error}", flush=True)
+        return
+    print("ready", flush=True)
+    for line in sys.stdin:
+        command, *args = line.split()
+        if command == "append":
+            count, prefix, queued = int(args[0]), args[1], args[2] == "1"
+            for number in range(count):
+                spool.append(f"{prefix}-{number}".encode(), queued=queued)
+            answer = "ok"
+        elif command == "take":
+            if len(args) > 1:
+                sleep_until(float(args[1]))
+            rows = spool.take_backlog(int(args[0]))
+            answer = json.dumps([[row, data.decode()] for row, data in rows])
+        elif command == "counts":
+            answer = f"{spool.pending_count()} {spool.backlog_count()}"
+        elif command == "close":
+            spool.close()
+            answer = "ok"
+        else:
+            answer = f"unknown command {command!r}"
+        print(answer, flush=True)
+
+
+if __name__ == "__main__":
+    main()
