@@ -128,9 +128,14 @@ def format_report(
         lines += [
             "",
             f"collector capacity (context): {capacity['value']:,.0f} events/s{flag} from one "
-            f"bare keep-alive requests.Session posting pre-built {capacity['batch_bytes']:,}-byte "
+            f"bare keep-alive socket posting pre-built {capacity['batch_bytes']:,}-byte "
             f"batches of 100 for {capacity['seconds']:.1f} s",
         ]
+        if capacity.get("requests_value") is not None:
+            lines.append(
+                f"  (through a bare keep-alive requests.Session: "
+                f"{capacity['requests_value']:,.0f} events/s)"
+            )
     lines.append("")
     checks = _all_checks(outcomes, capacity)
     counts = [check for _, check in checks if check["name"].startswith(_COUNT_CHECK_PREFIX)]

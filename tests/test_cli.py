@@ -41,7 +41,41 @@ def test_collector_help_is_the_collectors_own(capsys):
 
 
 def test_demo_runs_end_to_end():
-    result = subprocess.run([_script(), "demo"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [_script(), "demo", "--exit", "--port", "0"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     for call in ("identify", "track", "page", "screen", "group", "alias"):
-        assert call in result.stdout
+        assert f'"type": "{call}"' in result.stdout
+    # The example shop was browsed: its events arrived with the request's context.
+    assert "example shop (Flask, analytics_flask) serving on http://127.0.0.1:" in result.stdout
+    assert '"event": "Order Completed", "page": "/orders"' in result.stdout
+    assert '"anonymousId": "demo-visitor-1"' in result.stdout
+    assert "sent 6 calls directly" in result.stdout
+
+
+def test_demo_keeps_the_collector_up_until_interrupted():
+    import signal
+    import time
+
+    import requests
+
+    process = subprocess.Popen(
+        [_script(), "demo", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if line.startswith("Open "):
+                url = line.split()[1]
+        assert url is not None and url.startswith("http://127.0.0.1:")
+        page = requests.get(url, headers={"Accept": "text/html"}, timeout=10)
+        assert "analytics-core collector" in page.text
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stdout.close()

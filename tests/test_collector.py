@@ -320,6 +320,80 @@ def test_hostile_requests_get_400_and_the_server_survives(server, session, data,
     assert ok.status_code == 200
 
 
+def test_a_malformed_header_line_gets_400_and_closes(server):
+    # The email parser http.server used would silently drop this line and every header after
+    # it (Content-Length included) and then read the body as the next request.
+    body = json.dumps({"batch": [_track()], "writeKey": "K"}).encode()
+    request = (
+        b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
+    response = _raw(server, request)
+    status, payload = _status_and_json(response)
+    assert status == 400 and payload["code"] == "bad-request"
+    assert b"\r\nConnection: close\r\n" in response
+    assert server.events() == []
+
+
+def test_answer_head_is_the_same_as_http_servers(server):
+    body = json.dumps({"batch": [_track()], "writeKey": "K"}).encode()
+    request = b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    head, _, payload = _raw(server, request + body).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0] == "HTTP/1.1 200 OK"
+    assert lines[1] == "Server: analytics-core-collector"
+    assert lines[2].startswith("Date: ") and lines[2].endswith(" GMT")
+    assert lines[3:] == ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    assert json.loads(payload) == {"success": True}
+
+
+def test_header_names_ignore_case_and_folded_lines_join(server):
+    body = gzip.compress(json.dumps({"batch": [_track(7)]}).encode())
+    request = (
+        b"POST /v1/batch HTTP/1.1\r\nhost: x\r\ncontent-ENCODING: GZIP\r\n"
+        b"AUTHORIZATION: Basic\r\n S0VZOg==\r\n"  # obsolete line folding: "Basic S0VZOg=="
+        b"content-length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
+    )
+    status, payload = _status_and_json(_raw(server, request))
+    assert (status, payload) == (200, {"success": True})
+    (stored,) = server.events()
+    assert stored["event"] == "Event 7" and stored["_write_key"] == "KEY"
+
+
+def test_a_large_batch_is_stored_whole_in_order_with_one_received_at(server, session):
+    batch = [{"type": "track", "event": f"E{i}", "userId": str(i)} for i in range(777)]
+    response = session.post(server.url + "/v1/batch", json={"batch": batch}, auth=("K", ""))
+    assert response.status_code == 200
+    stored = server.events(order="asc", limit=0)
+    assert [event["event"] for event in stored] == [f"E{i}" for i in range(777)]
+    assert len({event["_received_at"] for event in stored}) == 1
+    assert server.stats() == {"requests": 1, "batches": 1, "messages": 777, "rejected": 0}
+
+
+def test_a_nested_batch_key_before_the_real_one(server, session):
+    messages = [_track(1), _track(2, properties={"batch": [{"x": 1}]})]
+    body = {"context": {"batch": [{"type": "track"}]}, "batch": messages, "writeKey": "K"}
+    compact = json.dumps(body, separators=(",", ":")).encode()
+    assert compact.index(b'"batch":[') < compact.index(b'"batch":[{"type":"track","event"')
+    assert session.post(server.url + "/v1/batch", data=compact).status_code == 200
+    stored = server.events(order="asc")
+    assert [{k: v for k, v in e.items() if not k.startswith("_")} for e in stored] == messages
+
+
+def test_http_versions_and_request_lines(server):
+    def status_of(request: bytes) -> int:
+        return _status_and_json(_raw(server, request))[0]
+
+    assert status_of(b"GET /v1/stats HTTP/1.0\r\n\r\n") == 200
+    assert status_of(b"GET / HTTP/2.0\r\n\r\n") == 505
+    assert status_of(b"GET / HTTP/1.x\r\n\r\n") == 400
+    assert status_of(b"GET / HTTP/1.1 extra\r\n\r\n") == 400
+    assert status_of(b"GET / HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n") == 431
+    assert status_of(b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n") == 431
+    # HTTP/0.9: the body alone, no status line.
+    assert _raw(server, b"GET /\r\n", shut_write=True).startswith(b'{"service"')
+
+
 def test_keep_alive_reuses_one_connection(server):
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     body = json.dumps({"batch": [_track()], "writeKey": "K"})

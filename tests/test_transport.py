@@ -1,5 +1,9 @@
 """Unit tests of the HTTP layer (analytics_core.transport), with ``responses`` standing in for
-the tracking API. End-to-end delivery against a real collector lives in test_delivery.py."""
+the tracking API. End-to-end delivery against a real collector lives in test_delivery.py.
+
+While ``responses`` is active it has patched requests, so the transport posts through requests
+and these tests cover that path; the keep-alive path is tested against real local servers in
+test_transport_keepalive.py."""
 
 import base64
 import datetime as dt
@@ -20,6 +24,7 @@ from analytics_core.ids import now_iso
 from analytics_core.transport import (
     DEFAULT_HOST,
     RETRY_AFTER_CAP,
+    KeepAliveSession,
     RetryPolicy,
     Transport,
     batch_url,
@@ -465,8 +470,19 @@ def test_no_proxy_in_the_environment_is_respected(monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example.test:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    # No proxy applies to the URL, so the thread posts over its own keep-alive connection.
     session = Transport(KEY, "http://127.0.0.1:9999")._session()
-    assert "http" not in session.proxies
+    assert isinstance(session, KeepAliveSession)
+    assert session.origin == ("http", "127.0.0.1", 9999)
+
+
+def test_a_proxy_from_the_environment_keeps_requests(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example.test:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = Transport(KEY, "http://127.0.0.1:9999")._session()
+    assert isinstance(session, requests.Session)
+    assert session.proxies["http"] == "http://proxy.example.test:3128"
     assert session.trust_env is False
 
 

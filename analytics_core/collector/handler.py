@@ -12,7 +12,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 from urllib.parse import parse_qs, urlsplit
 
+from .debugger_page import PAGE as DEBUGGER_PAGE
 from .faults import Fault
+from .http11 import HeadError, http_date, read_headers, version_number
 from .protocol import (
     MAX_BODY_BYTES,
     MESSAGE_TYPES,
@@ -36,6 +38,8 @@ _TRACKING_PATHS.update({f"/v1/{kind}": kind for kind in MESSAGE_TYPES})
 _QUERY_INTS = ("limit", "after_id")
 # Chunk-size lines are hex numbers plus optional extensions; anything longer is hostile.
 _MAX_LINE = 4096
+# The answer to every accepted tracking request, encoded once.
+_SUCCESS = json.dumps({"success": True}).encode("utf-8")
 
 
 class CollectorHandler(BaseHTTPRequestHandler):
@@ -86,17 +90,92 @@ class CollectorHandler(BaseHTTPRequestHandler):
                 code, {"code": "bad-request" if code == 400 else "error", "message": text}
             )
 
+    def parse_request(self) -> bool:
+        """Parse the request line and headers with ``http.server``'s rules and answers.
+
+        Only the header parser differs (:mod:`.http11` instead of the ``email`` package), which
+        takes a tenth of the time. Returns False when the request was answered (an error) or
+        there is nothing to answer.
+        """
+        self.command = None
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        self.requestline = requestline
+        words = requestline.split()
+        if not words:
+            return False
+        if len(words) >= 3:
+            version = words[-1]
+            number = version_number(version)
+            if number is None:
+                self.send_error(400, f"Bad request version ({version!r})")
+                return False
+            if number >= (1, 1):  # this server speaks HTTP/1.1: keep-alive by default
+                self.close_connection = False
+            if number >= (2, 0):
+                self.send_error(505, f"Invalid HTTP version ({version[5:]})")
+                return False
+            self.request_version = version
+        if len(words) == 1 or len(words) > 3:
+            self.send_error(400, f"Bad request syntax ({requestline!r})")
+            return False
+        command, path = words[0], words[1]
+        if len(words) == 2:  # HTTP/0.9: one GET, no headers, then the connection closes
+            self.close_connection = True
+            if command != "GET":
+                self.send_error(400, f"Bad HTTP/0.9 request type ({command!r})")
+                return False
+        if path.startswith("//"):  # never let '//host' be read as a scheme-relative URL
+            path = "/" + path.lstrip("/")
+        self.command, self.path = command, path
+        try:
+            self.headers = read_headers(self.rfile)  # type: ignore[assignment]
+        except HeadError as error:
+            self.send_error(error.status, error.message)
+            return False
+        connection = (self.headers.get("Connection") or "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        expect = (self.headers.get("Expect") or "").lower()
+        if expect == "100-continue" and self.request_version >= "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
+
     def _send_json(self, status: int, payload: Any, headers: Optional[Dict[str, str]] = None):
-        body = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
+        self._send_body(status, json.dumps(payload).encode("utf-8"), headers)
+
+    def _send_body(
+        self,
+        status: int,
+        body: bytes,
+        headers: Optional[Dict[str, str]] = None,
+        content_type: str = "application/json",
+    ):
+        """Write the status line, headers and JSON ``body`` as one buffer.
+
+        The same head ``send_response`` + ``send_header`` build (Server, Date, Content-Type,
+        Content-Length, extra headers, Connection: close when closing), in one string instead
+        of a dozen encoded pieces.
+        """
+        if self.server.verbose:
+            self.log_request(status)
+        if self.request_version == "HTTP/0.9":  # no status line and no headers in HTTP/0.9
+            self.wfile.write(body)
+            return
+        reason = self.responses[status][0] if status in self.responses else ""
+        head = (
+            f"{self.protocol_version} {status} {reason}\r\n"
+            f"Server: {self.server_version}\r\nDate: {http_date()}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+        )
+        if headers:
+            head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
+            head += "Connection: close\r\n"
+        self.wfile.write((head + "\r\n").encode("latin-1") + body)
 
     def _dispatch(self, method: str) -> None:
         try:
@@ -221,7 +300,12 @@ class CollectorHandler(BaseHTTPRequestHandler):
             self._faults(method, body)
         elif path == "/":
             self._expect(method, "GET")
-            self._send_json(200, {"service": "analytics-core collector", "ok": True})
+            if "text/html" in self.headers.get("Accept", ""):
+                # A browser: the debugger page (which reads /v1/events itself).
+                page = DEBUGGER_PAGE.encode("utf-8")
+                self._send_body(200, page, content_type="text/html; charset=utf-8")
+            else:
+                self._send_json(200, {"service": "analytics-core collector", "ok": True})
         else:
             raise RequestError(404, "not-found", f"no route for {path}")
 
@@ -257,18 +341,19 @@ class CollectorHandler(BaseHTTPRequestHandler):
                 store.count_request()
                 self._answer_fault(fault, {"code": "fault-injected", "message": "planned fault"})
                 return
-            body = decode_body(raw, self.headers.get("Content-Encoding"))
-            header_key = write_key_from_authorization(self.headers.get("Authorization"))
-            body_key, messages = parse_tracking_body(body, kind)
-            write_key = header_key or body_key
-            if not write_key:
-                raise bad_request(
-                    "missing-write-key", "send the write key as Basic auth or as 'writeKey'"
-                )
-            if self.server.write_key is not None and write_key != self.server.write_key:
-                raise RequestError(401, "invalid-write-key", "the write key is not accepted")
-            rows = validate_messages(messages)
-            store.add(write_key, rows)
+            with self.server.work_lock:  # see CollectorServer.work_lock
+                body = decode_body(raw, self.headers.get("Content-Encoding"))
+                header_key = write_key_from_authorization(self.headers.get("Authorization"))
+                body_key, messages = parse_tracking_body(body, kind)
+                write_key = header_key or body_key
+                if not write_key:
+                    raise bad_request(
+                        "missing-write-key", "send the write key as Basic auth or as 'writeKey'"
+                    )
+                if self.server.write_key is not None and write_key != self.server.write_key:
+                    raise RequestError(401, "invalid-write-key", "the write key is not accepted")
+                rows = validate_messages(messages)
+                store.add(write_key, rows)
         except RequestError as error:
             store.count_request(rejected=True)
             if fault is not None:
@@ -279,7 +364,11 @@ class CollectorHandler(BaseHTTPRequestHandler):
         if fault is not None:
             self._answer_fault(fault, {"success": True})
         else:
-            self._send_json(200, {"success": True})
+            self._send_body(200, _SUCCESS)
+            # Send the answer now, while this frame still holds the request's decoded messages:
+            # freeing those thousands of objects takes a tenth of the request, and the client
+            # need not wait for it (http.server would flush only after this method returned).
+            self.wfile.flush()
 
     def _answer_fault(self, fault: Fault, payload: Dict[str, Any]) -> None:
         # The sleep comes after storing, so a client that times out and resends makes a duplicate.

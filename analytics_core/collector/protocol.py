@@ -103,6 +103,8 @@ def body_too_large(limit: int = MAX_BODY_BYTES) -> RequestError:
 Parsed = Tuple[Any, Optional[str]]
 
 _DECODER = json.JSONDecoder()
+_BATCH_KEY = b'"batch":['
+
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
@@ -163,9 +165,18 @@ def _scan_compact_batch(body: bytes) -> Optional[Tuple[Dict[str, Any], List[Pars
         encoded = [_orjson.dumps(message) for message in batch]
     except _orjson.JSONEncodeError:  # not expected for decoded JSON; the exact path decides
         return None
-    # A quote inside a JSON string is escaped, so this can only be found as the real key and
-    # array (or, pathologically, an identical compact copy of them nested in another value).
-    if b'"batch":[' + b",".join(encoded) + b"]" not in body:
+    # A quote inside a JSON string is escaped, so the key can only be found as the real key
+    # (or, pathologically, as a nested key): the texts must follow one of its occurrences.
+    # Comparing at each occurrence is a memcmp; searching the body for the whole joined
+    # array (``in``) cost about 100 µs per 50 KB batch, a tenth of the request.
+    joined = b",".join(encoded)
+    after = len(_BATCH_KEY) + len(joined)
+    start = body.find(_BATCH_KEY)
+    while start != -1:
+        if body.startswith(joined, start + len(_BATCH_KEY)) and body[start + after] == 0x5D:
+            break  # 0x5D is "]": the array ends right after the last message
+        start = body.find(_BATCH_KEY, start + 1)
+    else:
         return None
     return payload, [(message, text.decode()) for message, text in zip(batch, encoded)]
 
@@ -240,28 +251,38 @@ def validate_messages(messages: List[Parsed]) -> List[StoredRow]:
 
 
 def _validate(message: Any, raw: Optional[str], index: int) -> StoredRow:
-    where = f"message {index}"
+    # Runs once per stored message, so the common case is kept to a few dict lookups and
+    # exact-type tests; error texts are only formatted when a message is refused.
     if not isinstance(message, dict):
-        raise bad_request("invalid-message", f"{where} is not a JSON object")
-    kind = message.get("type")
+        raise bad_request("invalid-message", f"message {index} is not a JSON object")
+    get = message.get
+    kind = get("type")
     if kind not in MESSAGE_TYPES:
-        raise bad_request("invalid-type", f"{where} has type {kind!r}")
+        raise bad_request("invalid-type", f"message {index} has type {kind!r}")
 
-    user_id = _id_value(message.get("userId"))
-    anonymous_id = _id_value(message.get("anonymousId"))
-    if kind == "alias":
+    user_id = get("userId")
+    if type(user_id) is not str or not user_id:
+        user_id = _id_value(user_id)
+    anonymous_id = get("anonymousId")
+    if type(anonymous_id) is not str or not anonymous_id:
+        anonymous_id = _id_value(anonymous_id)
+    event = get("event")
+    if kind == "track":
+        if user_id is None and anonymous_id is None:
+            raise bad_request("missing-user-id", f"message {index}: needs userId or anonymousId")
+        if not isinstance(event, str) or not event:
+            raise bad_request(
+                "missing-event", f"message {index}: track needs a non-empty string 'event'"
+            )
+    elif kind == "alias":
         if user_id is None:
-            raise bad_request("missing-user-id", f"{where}: alias needs userId")
-        if _id_value(message.get("previousId")) is None:
-            raise bad_request("missing-previous-id", f"{where}: alias needs previousId")
+            raise bad_request("missing-user-id", f"message {index}: alias needs userId")
+        if _id_value(get("previousId")) is None:
+            raise bad_request("missing-previous-id", f"message {index}: alias needs previousId")
     elif user_id is None and anonymous_id is None:
-        raise bad_request("missing-user-id", f"{where}: needs userId or anonymousId")
-
-    event = message.get("event")
-    if kind == "track" and (not isinstance(event, str) or not event):
-        raise bad_request("missing-event", f"{where}: track needs a non-empty string 'event'")
-    if kind == "group" and _id_value(message.get("groupId")) is None:
-        raise bad_request("missing-group-id", f"{where}: group needs groupId")
+        raise bad_request("missing-user-id", f"message {index}: needs userId or anonymousId")
+    elif kind == "group" and _id_value(get("groupId")) is None:
+        raise bad_request("missing-group-id", f"message {index}: group needs groupId")
 
     # Measured as sent (or, for a rebuilt single call, as compact UTF-8 JSON). A character is
     # at most 4 UTF-8 bytes, so most messages skip the encode entirely.
@@ -270,15 +291,18 @@ def _validate(message: Any, raw: Optional[str], index: int) -> StoredRow:
     )
     if len(text) * 4 > MAX_MESSAGE_BYTES and len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
         raise bad_request(
-            "message-too-large", f"{where} is over {MAX_MESSAGE_BYTES // 1024} KB encoded"
+            "message-too-large",
+            f"message {index} is over {MAX_MESSAGE_BYTES // 1024} KB encoded",
         )
-    message_id = message.get("messageId")
+    message_id = get("messageId")
+    if message_id is not None and type(message_id) is not str:
+        message_id = str(message_id)
     return (
         kind,
         event if isinstance(event, str) else None,
         user_id,
         anonymous_id,
-        None if message_id is None else str(message_id),
+        message_id,
         text,
     )
 
