@@ -60,8 +60,13 @@ def test_demo_keeps_the_collector_up_until_interrupted():
 
     import requests
 
+    from tests.support.servers import default_sigint
+
     process = subprocess.Popen(
-        [_script(), "demo", "--port", "0"], stdout=subprocess.PIPE, text=True
+        [_script(), "demo", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
     )
     try:
         url = None

@@ -43,6 +43,16 @@ def python_env(extra: Optional[Dict[str, str]] = None, *paths: str) -> Dict[str,
     return env
 
 
+def default_sigint() -> None:
+    """In a child before exec: Ctrl-C (SIGINT) acts as in a terminal.
+
+    A test run started in the background by a non-interactive shell (``make test &``, some CI
+    runners) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt: the
+    Ctrl-C tests would wait for a server that cannot hear them.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class ServerProcess:
     """Start ``command`` (a server listening on ``port``) and wait until ``ready_path`` answers.
 
@@ -71,6 +81,7 @@ class ServerProcess:
             cwd=cwd or str(ROOT),
             # Its own process group, so a reloader's child is signalled and reaped with it.
             start_new_session=new_session,
+            preexec_fn=default_sigint,
         )
         self.session = requests.Session()
         self.session.trust_env = False
