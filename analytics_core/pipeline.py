@@ -246,14 +246,25 @@ class Pipeline:
             if target > self._flush_target:
                 self._flush_target = target
             self._has_items.notify_all()
+        spilled = False
         while True:
             with self._lock:
+                if self._backlog:
+                    spilled = True
+                elif spilled:
+                    # The spool's overflow has all come into the queue (a refill moves it and
+                    # zeroes the backlog in one step, before a batch takes it): wait for all of
+                    # it, not only for what was in the queue when the backlog was last seen.
+                    target = max(target, self._queued_total)
+                    self._flush_target = max(self._flush_target, target)
+                    spilled = False
                 if self._done_upto() >= target:
                     if not self._backlog:
                         return True
                     # This process's overflow still waits in the spool: it counts as queued
                     # before this call, and comes into the queue as batches leave.
                     target = max(target, self._queued_total + 1)
+                    self._flush_target = max(self._flush_target, target)
                     self._has_items.notify_all()
                 if self._uploaders_alive():
                     remaining = None if deadline is None else deadline - time.monotonic()
