@@ -61,7 +61,8 @@ class Pipeline:
         self.thread_count = max(1, threads)
         self.on_failure = on_failure
         self.batch_limit = MAX_BATCH_BYTES - batch_overhead(self.write_key)
-        self._yield_above = max(self.upload_size, max_queue_size // 2)
+        # Four batches waiting means the uploader is behind (see put()).
+        self._yield_above = max(self.upload_size, min(4 * self.upload_size, max_queue_size // 2))
         self.spool = spool
         self._init_state()
 
@@ -69,12 +70,13 @@ class Pipeline:
         self._lock = threading.Lock()
         self._has_items = threading.Condition(self._lock)
         self._progress = threading.Condition(self._lock)
-        self._room = threading.Condition(self._lock)  # a batch left the queue
+        self._room = threading.Condition(self._lock)  # a batch was delivered or reported
         self._queue: collections.deque = collections.deque()
         self._queued_bytes = 0
         self._queued_total = 0  # messages ever accepted; message n has sequence number n - 1
         self._taken_total = 0  # messages handed to an uploader
         self._in_flight: Dict[int, int] = {}  # batch id -> sequence number of its first message
+        self._in_flight_count = 0  # messages taken by an uploader and not delivered or reported
         self._next_batch_id = 0
         self._flush_target = 0  # send without waiting while taken_total is below this
         self._idle_uploaders = 0
@@ -106,7 +108,9 @@ class Pipeline:
         with self._lock:
             queue = self._queue
             size = len(queue)
-            if size >= self.max_queue_size:
+            # Messages in flight count against the bound too: memory holds at most
+            # max_queue_size messages whatever the uploader is doing.
+            if size + self._in_flight_count >= self.max_queue_size:
                 if self.spool is not None and self._spool_only(data):
                     return True
                 if not block or threading.current_thread() in self._threads:
@@ -125,27 +129,28 @@ class Pipeline:
             if self._idle_uploaders and (
                 size == 0
                 or size + 1 >= self.upload_size
-                or size + 1 >= self.max_queue_size
+                or size + 1 + self._in_flight_count >= self.max_queue_size
                 or self._queued_bytes >= self.batch_limit
             ):
                 self._has_items.notify()
         if not self._running:
             self._start()
         elif size >= self._yield_above and not size & 3:
-            # The queue is filling faster than the uploader drains it: most likely a caller in
-            # a tight loop, which holds the GIL for the whole switch interval (5 ms) each time
-            # the uploader comes back from the network and wants it. Letting go of the GIL on
-            # every fourth call hands it over at once; the caller slows to the uploader's pace
-            # instead of overflowing the queue (0 instead of ~30,000 of 50,000 dropped in the
-            # benchmark's tight loop; every 16th call was too rare to help). Below half full,
-            # calls pay nothing for this.
+            # Four batches or more wait: the queue fills faster than the uploader drains it,
+            # most likely a caller in a tight loop, which holds the GIL for the whole switch
+            # interval (5 ms) each time the uploader comes back from the network and wants it.
+            # Letting go of the GIL on every fourth call hands it over at once; the caller
+            # slows to the uploader's pace instead of overflowing the queue (0 instead of
+            # ~30,000 of 50,000 dropped in the benchmark's tight loop), and the uploader keeps
+            # the collector busy (about 38,000 instead of 30,000 delivered/s when the threshold
+            # was half of max_queue_size). A caller that stays below it pays nothing for this.
             time.sleep(0)
         return True
 
     def _wait_for_room(self, seconds: float) -> bool:
         """Under the lock: wait until the queue has room, at most ``seconds``."""
         deadline = time.monotonic() + seconds
-        while len(self._queue) >= self.max_queue_size:
+        while len(self._queue) + self._in_flight_count >= self.max_queue_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -158,7 +163,7 @@ class Pipeline:
                 finally:
                     self._lock.acquire()
             # A full queue is a batch due now: make sure an uploader is not waiting out the
-            # interval, then sleep until a batch was taken.
+            # interval, then sleep until a batch was finished.
             self._has_items.notify_all()
             self._room.wait(min(remaining, 0.2))
         return True
@@ -191,7 +196,7 @@ class Pipeline:
         if spool is None:
             return
         with self._lock:
-            room = self.max_queue_size - len(self._queue)
+            room = self.max_queue_size - len(self._queue) - self._in_flight_count
             if room <= 0 or (self._backlog <= 0 and time.monotonic() < self._next_spool_check):
                 return
             self._next_spool_check = time.monotonic() + SPOOL_CHECK_INTERVAL
@@ -227,7 +232,7 @@ class Pipeline:
                 "accepted": self.accepted,
                 "recovered": self.recovered,
                 "waiting": waiting,
-                "in_flight": self._taken_total - self.delivered - self.failed,
+                "in_flight": self._in_flight_count,
                 "spooled": self._backlog,
                 "delivered": self.delivered,
                 "failed": self.failed,
@@ -313,7 +318,8 @@ class Pipeline:
                 logger.exception("analytics: unexpected error in the uploader")
 
     def _take_batch(self, wait: bool) -> "Optional[tuple[int, List[bytes]]]":
-        """Under the lock: wait until a batch is due and take it; None when stopping and empty."""
+        """Under the lock: wait until a batch is due and take it; (-1, []) when there is nothing
+        to send yet (look at the spool, then come back), None when stopping and empty."""
         queue = self._queue
         if wait:
             while not queue:
@@ -333,7 +339,7 @@ class Pipeline:
             # below upload_size), or a flush waiting for these messages.
             while (
                 len(queue) < self.upload_size
-                and len(queue) < self.max_queue_size
+                and len(queue) + self._in_flight_count < self.max_queue_size
                 and self._queued_bytes < self.batch_limit
                 and self._taken_total >= self._flush_target
                 and not self._stopping
@@ -360,11 +366,11 @@ class Pipeline:
         batch_id = self._next_batch_id
         self._next_batch_id += 1
         self._in_flight[batch_id] = self._taken_total
+        self._in_flight_count += len(batch)
         self._taken_total += len(batch)
         if self.spool is not None:
             rows = self._rows
             self._batch_rows[batch_id] = [rows.popleft() for _ in batch]
-        self._room.notify_all()
         return batch_id, batch
 
     def _send_one_batch(self, deadline: Optional[float], wait: bool = False) -> bool:
@@ -376,29 +382,35 @@ class Pipeline:
         batch_id, batch = taken
         if not batch:
             return True
-        delivered = False
-        error: Optional[BaseException] = None
+        error: Optional[BaseException] = RuntimeError("analytics: the uploader was interrupted")
         try:
             body = join_batch(batch, now_iso(), self.write_key)
             self.transport.send(body, on_retry=self._count_retry, deadline=deadline)
-            delivered = True
+            error = None
         except Exception as exc:
             error = exc
             self._report(exc, batch)
-        finally:
-            with self._lock:
-                self._in_flight.pop(batch_id, None)
-                rows = self._batch_rows.pop(batch_id, None)
-                if delivered:
-                    self.delivered += len(batch)
-                else:
-                    self.failed += len(batch)
-                self._progress.notify_all()
+        finally:  # even when on_error ends the thread (sys.exit() in it)
+            self._finish(batch_id, batch, error)
+        return True
+
+    def _finish(self, batch_id: int, batch: List[bytes], error: Optional[BaseException]) -> None:
+        """Count one batch as delivered (``error`` None) or failed and settle its spool rows."""
+        delivered = error is None
+        with self._lock:
+            self._in_flight.pop(batch_id, None)
+            self._in_flight_count -= len(batch)
+            rows = self._batch_rows.pop(batch_id, None)
+            if delivered:
+                self.delivered += len(batch)
+            else:
+                self.failed += len(batch)
+            self._progress.notify_all()
+            self._room.notify_all()
         if rows is not None:
             self._settle_rows(rows, delivered, error)
         if delivered:
             logger.debug("analytics: delivered a batch of %d", len(batch))
-        return True
 
     def _settle_rows(
         self, rows: List[Optional[int]], delivered: bool, error: Optional[BaseException]
