@@ -21,10 +21,10 @@ import analytics_core
 from analytics_core import APIError
 from analytics_core.encoding import join_batch
 from analytics_core.ids import now_iso
+from analytics_core.keepalive import KeepAliveSession
 from analytics_core.transport import (
     DEFAULT_HOST,
     RETRY_AFTER_CAP,
-    KeepAliveSession,
     RetryPolicy,
     Transport,
     batch_url,

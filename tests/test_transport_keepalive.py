@@ -27,13 +27,8 @@ import analytics_core
 from analytics_core import APIError
 from analytics_core import transport as transport_module
 from analytics_core.collector import Collector
-from analytics_core.transport import (
-    RETRY_AFTER_CAP,
-    KeepAliveSession,
-    RetryPolicy,
-    Transport,
-    _network_error,
-)
+from analytics_core.keepalive import KeepAliveSession, _network_error
+from analytics_core.transport import RETRY_AFTER_CAP, RetryPolicy, Transport
 from analytics_core.version import VERSION
 
 KEY = "wk_keepalive_secret"
