@@ -1,7 +1,8 @@
-"""Smoke test of the side-by-side benchmark: ``python -m bench.run --quick --only core``.
+"""Smoke test of ``make bench``'s three steps, quick: ``bench.run --quick --only core``,
+``bench.middleware --quick --frameworks starlette`` and ``bench.summary`` over their results.
 
 Only analytics-core's side runs, so segment-analytics-python need not be installed; the point
-is that the harness, its collector and every workload still work end to end.
+is that the harness, its collector, every workload and the combined table still work end to end.
 """
 
 import subprocess
@@ -12,47 +13,76 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.slow
 
-@pytest.mark.slow
-def test_quick_core_only_run_prints_the_table_and_passes_the_count_check(tmp_path):
-    output = tmp_path / "latest.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--only", "core", "--output", str(output)],
+
+def run_module(*args):
+    return subprocess.run(
+        [sys.executable, "-m", *args],
         cwd=str(ROOT),
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    core = run_module(
+        "bench.run", "--quick", "--only", "core", "--output", str(folder / "latest.json")
+    )
+    middleware = run_module(
+        "bench.middleware",
+        "--quick",
+        "--frameworks",
+        "starlette",
+        "--output",
+        str(folder / "middleware.json"),
+    )
+    return folder, core, middleware
+
+
+def test_quick_core_only_run_prints_the_table_and_passes_the_count_check(results):
+    folder, done, _ = results
     assert done.returncode == 0, done.stdout + done.stderr
     header = [line for line in done.stdout.splitlines() if line.startswith("metric")]
     assert header, done.stdout
     assert header[0].split() == ["metric", "analytics-core", "analytics-python", "ratio", "target"]
     assert "collector count check: passed" in done.stdout
     assert "caller CPU per track()" in done.stdout
-    assert output.is_file()
+    assert (folder / "latest.json").is_file()
 
 
-@pytest.mark.slow
-def test_quick_middleware_run_measures_starlette_and_checks_delivery(tmp_path):
-    output = tmp_path / "middleware.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.middleware",
-            "--quick",
-            "--frameworks",
-            "starlette",
-            "--output",
-            str(output),
-        ],
-        cwd=str(ROOT),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_quick_middleware_run_measures_starlette_and_checks_delivery(results):
+    folder, _, done = results
     assert done.returncode == 0, done.stdout + done.stderr
     assert "delivery check: passed" in done.stdout
     row = [line for line in done.stdout.splitlines() if line.startswith("starlette")]
     assert row and "uvicorn" in row[0], done.stdout
-    assert output.is_file()
+    assert (folder / "middleware.json").is_file()
+
+
+def test_summary_prints_one_table_of_every_row(results):
+    folder, _, _ = results
+    done = run_module(
+        "bench.summary",
+        "--core",
+        str(folder / "latest.json"),
+        "--middleware",
+        str(folder / "middleware.json"),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = [line for line in done.stdout.splitlines() if line.startswith("|")]
+    assert table[0] == "| metric | analytics-core | analytics-python | ratio | target |"
+    metrics = [line.split("|")[1].strip() for line in table[2:]]
+    assert metrics[0] == "caller CPU per track() (µs)"
+    assert any(metric.startswith("delivered events/s") for metric in metrics)
+    assert any(metric.startswith("middleware overhead, Starlette (uvicorn)") for metric in metrics)
+    assert "count checks: passed" in done.stdout
+
+
+def test_summary_fails_without_results(tmp_path):
+    done = run_module("bench.summary", "--core", str(tmp_path / "none.json"))
+    assert done.returncode == 1
+    assert "run make bench" in done.stderr

@@ -1,0 +1,116 @@
+"""``python -m bench.summary``: one table of every target, from the last ``bench.run`` and
+``bench.middleware`` results (``bench/results/latest.json`` and ``middleware.json``).
+
+``make bench`` runs both benchmarks and then this, so one command ends with one table: the
+side-by-side rows (analytics-core against analytics-python, same collector, same run) and the
+middleware overhead rows (requests/s of each framework with and without the integration, same
+run). It is printed as Markdown, ready for the README. The exit status is 1 when a results file
+is missing or a count check failed in it, else 0 (a missed target is shown, not failed).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from .collector import ROOT
+from .middleware import TARGET_OVERHEAD
+from .report import LIBRARY_NAMES
+from .rows import ROWS
+
+RESULTS = ROOT / "bench" / "results"
+FRAMEWORK_NAMES = {"django": "Django", "flask": "Flask", "starlette": "Starlette"}
+
+Line = Tuple[str, str, str, str, str]
+
+
+def _ratio_text(value: Optional[float]) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3f}×" if value < 0.1 else f"{value:.2f}×"
+
+
+def _verdict(met: Optional[bool]) -> str:
+    return "" if met is None else (" met" if met else " MISSED")
+
+
+def side_by_side_lines(results: Dict[str, Any]) -> List[Line]:
+    """One line per ``bench.run`` row: metric, both values, ratio, target and verdict."""
+    formats = {row.key: row.value_format for row in ROWS}
+    targets = {row.key: row.target for row in ROWS}
+    lines: List[Line] = []
+    for row in results["rows"]:
+        cells = []
+        for library in ("core", "segment"):
+            found = row["results"].get(LIBRARY_NAMES[library]) or {}
+            value = found.get("value")
+            cells.append("-" if value is None else formats[row["key"]].format(value))
+        target = targets[row["key"]].describe()
+        metric = row["metric"].format(n=row.get("n", ""))
+        verdict = _verdict(row.get("target_met"))
+        lines.append((metric, cells[0], cells[1], _ratio_text(row.get("ratio")), target + verdict))
+    return lines
+
+
+def middleware_lines(results: Dict[str, Any]) -> List[Line]:
+    """One line per framework: the overhead of the one-line set-up on a hello-world endpoint."""
+    lines: List[Line] = []
+    for row in results["results"]:
+        rps = row["rps"]
+        name = FRAMEWORK_NAMES.get(row["framework"], row["framework"])
+        met = row["overhead"] < TARGET_OVERHEAD
+        lines.append(
+            (
+                f"middleware overhead, {name} ({row['server']}): req/s without → with",
+                f"{rps['plain']:,.0f} → {rps['integration']:,.0f} ({row['overhead']:.1%})",
+                "",
+                "",
+                f"< {TARGET_OVERHEAD:.0%}{_verdict(met)}",
+            )
+        )
+    return lines
+
+
+def format_markdown(lines: List[Line]) -> str:
+    """The lines as a Markdown table."""
+    header = "| metric | analytics-core | analytics-python | ratio | target |"
+    rule = "|---|---:|---:|---:|---|"
+    return "\n".join([header, rule] + ["| " + " | ".join(line) + " |" for line in lines])
+
+
+def checks_passed(core: Dict[str, Any], middleware: Dict[str, Any]) -> bool:
+    """Whether every count check in both results passed."""
+    runs_ok = all(
+        check["passed"]
+        for row in core["rows"]
+        for result in row["results"].values()
+        for check in (result or {}).get("checks", [])
+    )
+    return runs_ok and all(row["check_passed"] for row in middleware["results"])
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Print the combined table; 1 when a results file is missing or a check failed."""
+    parser = argparse.ArgumentParser(prog="python -m bench.summary", description=__doc__)
+    parser.add_argument("--core", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--middleware", type=Path, default=RESULTS / "middleware.json")
+    args = parser.parse_args(argv)
+    try:
+        core = json.loads(args.core.read_text())
+        middleware = json.loads(args.middleware.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"bench.summary: cannot read the results ({exc}); run make bench", file=sys.stderr)
+        return 1
+    print()
+    print(format_markdown(side_by_side_lines(core) + middleware_lines(middleware)))
+    passed = checks_passed(core, middleware)
+    print()
+    print(
+        f"count checks: {'passed' if passed else 'FAILED'} (see {args.core.name}, middleware.json)"
+    )
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
