@@ -49,7 +49,9 @@ def side_by_side_lines(results: Dict[str, Any]) -> List[Line]:
         target = targets[row["key"]].describe()
         metric = row["metric"].format(n=row.get("n", ""))
         verdict = _verdict(row.get("target_met"))
-        lines.append((metric, cells[0], cells[1], _ratio_text(row.get("ratio")), target + verdict))
+        # A count that must be zero has no meaningful ratio.
+        ratio = "" if targets[row["key"]].kind == "zero" else _ratio_text(row.get("ratio"))
+        lines.append((metric, cells[0], cells[1], ratio, target + verdict))
     return lines
 
 
