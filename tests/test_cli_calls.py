@@ -1,10 +1,13 @@
 """``analytics-core track|identify|page|screen|group|alias`` and ``import``, end to end."""
 
+import gzip
+import http.server
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -218,3 +221,49 @@ def test_import_failed_deliveries_go_to_the_rejected_file(collector, tmp_path):
     assert entry["messageId"] == "r-1" and entry["event"] == "Refused"
     assert "not delivered" in entry["_error"]
     assert "library" not in entry.get("context", {})
+
+
+class RecordingHandler(http.server.BaseHTTPRequestHandler):
+    """A tracking API that answers 200 and keeps each request's headers and raw body."""
+
+    seen = []
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).seen.append((dict(self.headers), body))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def recording_api():
+    RecordingHandler.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RecordingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", RecordingHandler.seen
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("flags", [[], ["--gzip", "--debug"]])
+def test_gzip_and_debug_options(recording_api, flags):
+    url, seen = recording_api
+    done = run("track", "--write-key", KEY, "--host", url, "--user-id", "u", "--event", "E", *flags)
+    assert done.returncode == 0, done.stderr
+    ((headers, body),) = seen
+    if "--gzip" in flags:
+        assert headers["Content-Encoding"] == "gzip"
+        body = gzip.decompress(body)
+        assert "DEBUG" in done.stderr and "E" in done.stderr  # what is sent, on stderr
+    else:
+        assert "Content-Encoding" not in headers
+        assert "DEBUG" not in done.stderr
+    (message,) = json.loads(body)["batch"]
+    assert (message["event"], message["userId"]) == ("E", "u")
+    assert KEY not in done.stderr  # the write key never appears in the log
