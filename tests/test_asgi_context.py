@@ -1,6 +1,6 @@
 """analytics_asgi with real Starlette and FastAPI apps: the context every event of a request gets.
 
-The apps run in process (Starlette's TestClient, httpx's ASGITransport); the events go through a
+The apps run in process (Starlette's TestClient, httpx2's ASGITransport); the events go through a
 real analytics_core Client to the real collector, and the assertions read what it stored.
 """
 
@@ -8,7 +8,7 @@ import asyncio
 import random
 import uuid
 
-import httpx
+import httpx2 as httpx
 import pytest
 from analytics_asgi import SegmentMiddleware
 from fastapi import BackgroundTasks, FastAPI
@@ -124,7 +124,7 @@ def starlette_app(**options) -> Starlette:
 
 
 def get(app, path: str, headers=None, peer=PEER) -> httpx.Response:
-    """One request through httpx's ASGITransport, from the socket peer ``peer``."""
+    """One request through httpx2's ASGITransport, from the socket peer ``peer``."""
 
     async def run() -> httpx.Response:
         transport = httpx.ASGITransport(app=app, client=peer)

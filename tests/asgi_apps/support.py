@@ -1,16 +1,12 @@
 """What the analytics_asgi tests share: a visitor's headers, driving raw ASGI, Starlette's
-TestClient imported without its httpx deprecation warning."""
+TestClient (on httpx2, which Starlette 1.x asks for)."""
 
 import asyncio
 import json
-import warnings
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
-with warnings.catch_warnings():
-    # Starlette 1.x prefers the httpx2 package for its TestClient; httpx is what is installed.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from starlette.testclient import TestClient
+from starlette.testclient import TestClient
 
 __all__ = [
     "Clients",
