@@ -88,6 +88,15 @@ class _Active:
         self.context = None
 
 
+def _current_active() -> Optional[_Active]:
+    """The current request's :class:`_Active`, if its context was set.
+
+    Through ``_get_current_object()``: an attribute read through werkzeug's proxy costs about
+    3 µs, the proxy's own method about 0.4 µs, on every request."""
+    current = request._get_current_object()  # type: ignore[attr-defined]
+    return current.environ.get(_ENVIRON_KEY)
+
+
 class RequestHooks:
     """The ``before_request`` / ``after_request`` / ``teardown_request`` functions of one app."""
 
@@ -105,8 +114,8 @@ class RequestHooks:
         state = self.state
         try:
             # The request object itself, not the proxy: the context compares it with the
-            # current request later, to never read another request's user. (Each look
-            # through the proxy costs microseconds: it is looked through once.)
+            # current request later, to never read another request's user (and an attribute
+            # read through the proxy costs about 3 µs: see _current_active).
             current = request._get_current_object()  # type: ignore[attr-defined]
             context = context_for(current, state.client, state.trusted_proxies)
         except Exception:  # a broken request must get the app's own answer, not ours
@@ -121,7 +130,7 @@ class RequestHooks:
 
     def after_request(self, response: Response) -> Response:
         """Record the page view, and keep the context for a streamed body until it is closed."""
-        active = request.environ.get(_ENVIRON_KEY)
+        active = _current_active()
         if active is None:
             return response
         if self.state.pageviews and is_page_view(response):
@@ -136,7 +145,7 @@ class RequestHooks:
 
     def teardown_request(self, error: Optional[BaseException]) -> None:
         """Undo the context, unless a streamed body is still to come (then only on error)."""
-        active = request.environ.get(_ENVIRON_KEY)
+        active = _current_active()
         if active is None:
             return
         if active.until_close and error is None:
