@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.collector_process import CollectorProcess
+from .support.collector_process import CollectorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 SENDER = ROOT / "tests" / "collector_scripts" / "paced_sender.py"

@@ -29,6 +29,8 @@ import analytics_core
 from analytics_core import Client, MessageTooLargeError, ValidationError, encoding
 from analytics_core.encoding import MAX_MESSAGE_BYTES, encode_message
 
+from .support.hostile_values import BrokenZone, NumberRaises, Raises, TextRaises
+
 WRITE_KEY = "wk-fuzz"
 STORE_FIELDS = {"_id", "_received_at", "_write_key"}
 
@@ -80,39 +82,6 @@ CALLS["screen"] = CALLS["page"]
 
 
 # -- hostile values --------------------------------------------------------------------------------
-
-
-class Raises:
-    """An object whose every string conversion raises."""
-
-    def __str__(self):
-        raise RuntimeError("__str__ refused")
-
-    def __repr__(self):
-        raise RuntimeError("__repr__ refused")
-
-
-class TextRaises(str):
-    def __str__(self):
-        raise RuntimeError("__str__ refused")
-
-
-class NumberRaises(int):
-    def __str__(self):
-        raise RuntimeError("__str__ refused")
-
-    def __repr__(self):
-        raise RuntimeError("__repr__ refused")
-
-
-class BrokenZone(dt.tzinfo):
-    """Used only for timestamps: the message builder formats those in Python."""
-
-    def utcoffset(self, when):
-        raise RuntimeError("utcoffset refused")
-
-    def dst(self, when):
-        raise RuntimeError("dst refused")
 
 
 class Mood(enum.Enum):

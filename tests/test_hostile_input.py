@@ -34,41 +34,13 @@ import pytest
 
 from analytics_core import Client, MessageTooLargeError, ValidationError, encoding
 
+from .support.hostile_values import BrokenZone, NumberRaises, Raises, TextRaises
+
 WRITE_KEY = "wk-hostile"
 ROOT = Path(__file__).resolve().parents[1]
 # Not a benchmark: a generous bound that a hang, a quadratic blow-up or a network wait would break.
 CALL_BOUND = 2.0
 MEGABYTE = "x" * (1024 * 1024)
-
-
-class Raises:
-    """An object whose every string conversion raises."""
-
-    def __str__(self):
-        raise RuntimeError("__str__ refused")
-
-    def __repr__(self):
-        raise RuntimeError("__repr__ refused")
-
-    def __format__(self, spec):
-        raise RuntimeError("__format__ refused")
-
-
-class TextRaises(str):
-    """A str whose str() raises."""
-
-    def __str__(self):
-        raise RuntimeError("__str__ refused")
-
-
-class NumberRaises(int):
-    """An int whose str() and repr() raise."""
-
-    def __str__(self):
-        raise RuntimeError("__str__ refused")
-
-    def __repr__(self):
-        raise RuntimeError("__repr__ refused")
 
 
 class FarZone(dt.tzinfo):
@@ -79,19 +51,6 @@ class FarZone(dt.tzinfo):
 
     def dst(self, when):
         return None
-
-
-class BrokenZone(dt.tzinfo):
-    """A tzinfo whose every method raises."""
-
-    def utcoffset(self, when):
-        raise RuntimeError("utcoffset refused")
-
-    def dst(self, when):
-        raise RuntimeError("dst refused")
-
-    def tzname(self, when):
-        raise RuntimeError("tzname refused")
 
 
 class Colour(enum.Enum):

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from analytics_core import Client, encoding
 from analytics_core.encoding import MAX_MESSAGE_BYTES, encode_message
 
+from .support.hostile_values import Raises
+
 WRITE_KEY = "test-properties-key"
 
 
@@ -89,19 +91,6 @@ class Colour(enum.Enum):
 
 class Mood(enum.Enum):
     ODD = object()
-
-
-class Raises:
-    """An object whose every string conversion fails."""
-
-    def __str__(self):
-        raise RuntimeError("__str__ refused")
-
-    def __repr__(self):
-        raise RuntimeError("__repr__ refused")
-
-    def __format__(self, spec):
-        raise RuntimeError("__format__ refused")
 
 
 @dataclasses.dataclass
