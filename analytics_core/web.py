@@ -3,19 +3,25 @@
 Framework-free: the Django, Flask and ASGI integrations hand over the socket peer, the scheme,
 host, path, query string and the headers, and get back the context every analytics call made
 while handling the request is merged with. Every parser here is defensive: a malformed header,
-cookie or encoding leaves its field out, it never raises into the user's request.
+cookie or encoding leaves its field out (for the client IP: falls back to the socket peer), it
+never raises into the user's request.
 """
 
 import ipaddress
 import json
+import logging
+import operator
 import re
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple, Union
 from urllib.parse import unquote
 
 from .context import RequestContext
 
+logger = logging.getLogger("segment")
+
 __all__ = [
     "ANONYMOUS_ID_COOKIE",
+    "DEFAULT_FORWARDED_HEADER",
     "anonymous_id_from_cookie",
     "build_request_context",
     "client_ip",
@@ -23,6 +29,8 @@ __all__ = [
     "headers_from_asgi",
     "headers_from_wsgi",
     "locale_from_accept_language",
+    "normalize_forwarded_header",
+    "warn_if_the_server_rewrote_the_peer",
     "request_fields",
 ]
 
@@ -36,84 +44,263 @@ _MAX_HEADER_LENGTH = 4096
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*$")
 
 
-def _parse_ip(text: str) -> Optional[str]:
-    """The address in ``text`` (``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1``), or None."""
-    text = text.strip().strip('"').strip()
-    if not text:
+# -- client IP --------------------------------------------------------------------------------
+#
+# The rule (DESIGN.md, "Rules of behaviour"): the socket peer is the client unless the user
+# said N proxies stand in front of the app. Then the forwarding header the proxies write is
+# read, but only its last N elements: those are what the N proxies appended, everything to
+# their left came from the client and may be forged. Anything unexpected in those N elements
+# means "use the peer", never "use something the client wrote".
+
+_OWS = " \t"
+# RFC 9110 token characters: a header name, a Forwarded parameter name or plain value.
+_TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_TOKEN = re.compile(f"[{_TCHAR}]+")
+# A Forwarded value: a token, with ":" allowed too because proxies write ``for=1.2.3.4:80``
+# unquoted (RFC 7239 wants it quoted), or a quoted-string with backslash escapes. Only
+# latin-1 characters can occur in a decoded header; the classes are explicit, never \d or \w,
+# so no non-ASCII digit or letter slips through.
+_QUOTED_STRING = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_FORWARDED_PAIR = re.compile(f"([{_TCHAR}]+)=([{_TCHAR}:]+|{_QUOTED_STRING})")
+_PAIR_SEPARATOR = re.compile(r"[ \t]*;[ \t]*")
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+
+# Addresses, in the only shapes accepted: IPv4, IPv4:port, IPv6, [IPv6], [IPv6]:port. Octets
+# with leading zeros are refused here because Python 3.9.0-3.9.4 read them as decimal while
+# other software reads them as octal. No "%": a zone id would let any text through.
+_OCTET = "(?:0|[1-9][0-9]{0,2})"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_ADDRESS = re.compile(
+    rf"(?P<v4>{_IPV4.pattern})(?::[0-9]{{1,5}})?"
+    r"|\[(?P<v6b>[0-9A-Fa-f:.]+)\](?::[0-9]{1,5})?"
+    r"|(?P<v6>[0-9A-Fa-f:.]+)"
+)
+# The longest accepted shape is "[" + 45-character IPv6 + "]:65535"; anything longer is not
+# an address and is refused before any parsing work.
+_MAX_ADDRESS_LENGTH = 56
+# A Forwarded element a proxy writes is a few short pairs; a longer one is not from a proxy.
+_MAX_ELEMENT_LENGTH = 1024
+
+_Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+_ANY_SHAPE = frozenset(("v4", "v6b", "v6"))
+# RFC 7239 node shapes: an IPv4 node may be a token; an IPv6 node is quoted and bracketed.
+_FORWARDED_TOKEN_SHAPES = frozenset(("v4",))
+_FORWARDED_QUOTED_SHAPES = frozenset(("v4", "v6b"))
+
+DEFAULT_FORWARDED_HEADER = "x-forwarded-for"
+"""The forwarding header read by default when ``trusted_proxies`` is above zero."""
+
+
+def _header_name(name: object) -> Optional[str]:
+    """``name`` stripped and lower-cased if it is an HTTP token, else None (never raises)."""
+    if not isinstance(name, str):
         return None
-    if text.startswith("["):
-        end = text.find("]")
-        if end == -1:
-            return None
-        text = text[1:end]
-    elif text.count(":") == 1:
-        # IPv4 with a port; a bare IPv6 address has at least two colons.
-        text = text.split(":", 1)[0]
+    name = name.strip()
+    # Checked before lower-casing: str.lower() turns some non-ASCII letters (the Kelvin sign)
+    # into ASCII ones, which would let a non-token through.
+    if not _TOKEN.fullmatch(name):
+        return None
+    return name.lower()
+
+
+def normalize_forwarded_header(name: str) -> str:
+    """The header name ``name`` as :func:`client_ip` compares it: stripped and lower-cased.
+
+    Raises :class:`ValueError` naming the value if it is not an HTTP header name (an RFC 9110
+    token), so integrations can reject a bad setting at start-up rather than silently never
+    finding the header.
+    """
+    normalized = _header_name(name)
+    if normalized is None:
+        raise ValueError(f"forwarded_header must be an HTTP header name, got {name!r}")
+    return normalized
+
+
+def _parse_address(text: str, shapes: FrozenSet[str] = _ANY_SHAPE) -> Optional[_Address]:
+    """The address in ``text``, or None.
+
+    ``text`` must be exactly one of the accepted shapes (no whitespace, quotes or zone id) and
+    parse with :mod:`ipaddress`; ``shapes`` narrows which of them are allowed. IPv4-mapped IPv6
+    (``::ffff:1.2.3.4``, what a dual-stack socket reports for IPv4 clients) becomes the IPv4.
+    """
+    if len(text) > _MAX_ADDRESS_LENGTH:
+        return None
+    match = _ADDRESS.fullmatch(text)
+    if match is None or match.lastgroup not in shapes:
+        return None
+    kind, found = match.lastgroup, match.group(match.lastgroup)
+    if kind != "v4" and "." in found and not _IPV4.fullmatch(found.rpartition(":")[2]):
+        # An embedded IPv4 tail follows the same no-leading-zeros rule as plain IPv4.
+        return None
+    address: _Address
     try:
-        address = ipaddress.ip_address(text)
+        address = ipaddress.IPv4Address(found) if kind == "v4" else ipaddress.IPv6Address(found)
     except ValueError:
         return None
-    # A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d; they are IPv4 clients.
-    mapped = getattr(address, "ipv4_mapped", None)
-    return str(mapped or address)
+    return getattr(address, "ipv4_mapped", None) or address
 
 
-def _split_header_list(value: str) -> List[str]:
-    """Comma-separated elements, commas inside double quotes kept (RFC 7239 quoting)."""
-    elements, current, quoted = [], [], False
-    for char in value:
-        if char == '"':
-            quoted = not quoted
-        if char == "," and not quoted:
-            elements.append("".join(current))
-            current = []
+def _parse_ip(text: str) -> Optional[str]:
+    """The canonical text of the address in ``text`` (any accepted shape), or None."""
+    address = _parse_address(text)
+    # str() is the costly part for IPv6, so it is only paid for the one address returned.
+    return None if address is None else str(address)
+
+
+def _trusted_elements(value: str, count: int) -> List[str]:
+    """The last ``count`` non-empty elements of the comma-separated ``value``, in order.
+
+    Splits at every comma, quotes or not: a proxy never appends a comma inside its own
+    element, so the last ``count`` pieces are exactly what ``count`` proxies appended, and no
+    quote the client left open can reach across into them. Optional whitespace around an
+    element is dropped and empty elements are skipped (RFC 9110's list rule). The scan runs
+    from the right and stops after ``count`` elements, so a huge client part costs nothing.
+    """
+    elements: List[str] = []
+    end = len(value)
+    while len(elements) < count:
+        start = value.rfind(",", 0, end)
+        element = value[start + 1 : end].strip(_OWS)
+        if element:
+            elements.append(element)
+        if start < 0:
+            break
+        end = start
+    elements.reverse()
+    return elements
+
+
+def _forwarded_pairs(element: str) -> Optional[Dict[str, Tuple[str, bool]]]:
+    """The parameters of one RFC 7239 element as ``{name: (value, quoted)}``, None if malformed.
+
+    Strict: ``pair *( OWS ";" OWS pair )``, names are tokens (compared lower-cased), values are
+    tokens or closed quoted-strings (returned unescaped), and no parameter may repeat (RFC 7239
+    section 4), so there is never a choice between two ``for`` nodes.
+    """
+    if len(element) > _MAX_ELEMENT_LENGTH:
+        return None
+    pairs: Dict[str, Tuple[str, bool]] = {}
+    position = 0
+    while True:
+        pair = _FORWARDED_PAIR.match(element, position)
+        if pair is None:
+            return None
+        name, value = pair.group(1).lower(), pair.group(2)
+        if name in pairs:
+            return None
+        if value.startswith('"'):
+            pairs[name] = (_QUOTED_PAIR.sub(r"\1", value[1:-1]), True)
         else:
-            current.append(char)
-    elements.append("".join(current))
-    return [element.strip() for element in elements]
+            pairs[name] = (value, False)
+        position = pair.end()
+        if position == len(element):
+            return pairs
+        separator = _PAIR_SEPARATOR.match(element, position)
+        if separator is None:
+            return None
+        position = separator.end()
 
 
-def _forwarded_for(value: str) -> List[str]:
-    """The ``for=`` node of each element of an RFC 7239 ``Forwarded`` header, in order."""
-    nodes = []
-    for element in _split_header_list(value):
-        node = ""
-        for pair in element.split(";"):
-            name, _, param = pair.partition("=")
-            if name.strip().lower() == "for":
-                node = param.strip()
-        nodes.append(node)
-    return nodes
+def _forwarded_for(pairs: Dict[str, Tuple[str, bool]]) -> Optional[_Address]:
+    """The address of a parsed element's ``for`` node; None when there is none, or when it is
+    ``unknown``, an obfuscated ``_node`` or anything else that is not an address."""
+    node = pairs.get("for")
+    if node is None:
+        return None
+    value, quoted = node
+    return _parse_address(value, _FORWARDED_QUOTED_SHAPES if quoted else _FORWARDED_TOKEN_SHAPES)
 
 
 def client_ip(
-    peer: Optional[str], headers: Mapping[str, str], trusted_proxies: int = 0
+    peer: Optional[str],
+    headers: Mapping[str, str],
+    trusted_proxies: int = 0,
+    forwarded_header: str = DEFAULT_FORWARDED_HEADER,
 ) -> Optional[str]:
-    """The client's address, trusting forwarding headers only across ``trusted_proxies`` hops.
+    """The client's address, trusting a forwarding header only across ``trusted_proxies`` hops.
 
-    With no trusted proxies the socket peer is the client, whatever the headers claim. With N,
-    the peer is the nearest proxy and each proxy appended the address that connected to it, so
-    the client is the N-th entry from the right of ``X-Forwarded-For`` (or of ``Forwarded``'s
-    ``for=`` nodes): anything to its left was written by the client and may be forged. An
-    entry that is not an IP address (``unknown``, an obfuscated node, garbage) gives None.
+    With no trusted proxies the socket ``peer`` is the client, whatever the headers claim.
+    With N, the peer is the nearest proxy and each of the N proxies appended the address that
+    connected to it to ``forwarded_header`` (the one header the user's proxies write, a lower-
+    case key of ``headers``; ``"forwarded"`` is read with RFC 7239's grammar, any other name as
+    an ``X-Forwarded-For`` list). The client is the N-th element from the right; fewer than N
+    elements means they were all written by proxies and the left-most is taken. Every other
+    header is ignored, and anything malformed in those last N elements, or a chosen node that
+    is no address, gives the peer: never something the client wrote.
+
+    The result is None or a canonical address, ``str(ipaddress.ip_address(...))``; a peer that
+    is no address (a unix socket path, ``testclient``) gives None. Never raises.
     """
-    if trusted_proxies <= 0:
-        return _parse_ip(peer) if peer else None
-    forwarded_for = headers.get("x-forwarded-for")
-    if forwarded_for:
-        hops = _split_header_list(forwarded_for)
-    elif headers.get("forwarded"):
-        hops = _forwarded_for(headers["forwarded"])
-    else:
-        # No header although proxies were promised: the peer is the best we know.
-        return _parse_ip(peer) if peer else None
-    hops = [hop for hop in hops if hop]
-    if not hops:
-        return None
-    # Fewer entries than promised hops means fewer proxies on this path; the left-most entry
-    # is then the closest thing to the client that a proxy wrote.
-    chosen = hops[-trusted_proxies] if len(hops) >= trusted_proxies else hops[0]
-    return _parse_ip(chosen)
+    try:
+        hops = operator.index(trusted_proxies)
+    except TypeError:
+        # Not an integer: trust nothing rather than break the request (settings are checked
+        # by the integrations at start-up).
+        hops = 0
+    if hops > 0:
+        name = _header_name(forwarded_header)
+        value = headers.get(name) if name is not None else None
+        if isinstance(value, str):
+            address = _address_from_header(value, hops, name == "forwarded")
+            if address is not None:
+                return str(address)
+    return _parse_ip(peer) if isinstance(peer, str) else None
+
+
+def _address_from_header(value: str, hops: int, forwarded: bool) -> Optional[_Address]:
+    """The client address ``hops`` trusted proxies wrote into ``value``, or None for "use the
+    peer": no element at all, a malformed one in the trusted part, or no address chosen."""
+    elements = _trusted_elements(value, hops)
+    # elements[0] is the chosen one; the others must be well-formed too: garbage after it
+    # means the chain of proxies is not the one the user described, so nothing is trusted.
+    chosen: Optional[_Address] = None
+    for index, element in enumerate(elements):
+        if forwarded:
+            pairs = _forwarded_pairs(element)
+            if pairs is None:
+                return None
+            if index == 0:
+                chosen = _forwarded_for(pairs)
+        else:
+            address = _parse_address(element)
+            if address is None:
+                return None
+            if index == 0:
+                chosen = address
+    return chosen
+
+
+_warned_about_server_proxy_headers = False
+
+
+def warn_if_the_server_rewrote_the_peer(
+    peer: Optional[str], forwarded_for: Optional[str], setting: str
+) -> bool:
+    """Warn once per process when the server seems to have taken the peer from
+    ``X-Forwarded-For`` itself; True when it warned now.
+
+    uvicorn (alone, or as gunicorn's ``UvicornWorker``) replaces the ASGI ``client`` with an
+    address from ``X-Forwarded-For`` when the connection comes from ``--forwarded-allow-ips``
+    (by default 127.0.0.1 and ::1), before any application code runs: the real peer is gone,
+    and any process that connects from there chooses its ``context.ip``. That cannot be told for
+    sure afterwards; a peer that is one of the header's entries is the trace. ``setting`` names
+    the integration's ``trusted_proxies`` setting in the advice.
+    """
+    global _warned_about_server_proxy_headers
+    if _warned_about_server_proxy_headers or not peer or not forwarded_for:
+        return False
+    if peer not in {entry.strip().strip("[]") for entry in forwarded_for.split(",")}:
+        return False
+    _warned_about_server_proxy_headers = True
+    logger.warning(
+        "analytics: the server took this request's client address from X-Forwarded-For "
+        "(uvicorn's proxy headers, trusted for --forwarded-allow-ips); context.ip is what it "
+        "chose, and a client connecting from a trusted address can choose it. Run uvicorn "
+        "with --forwarded-allow-ips set to your proxy's address only, or with "
+        "--no-proxy-headers and %s = N (see the README)",
+        setting,
+    )
+    return True
 
 
 def locale_from_accept_language(value: Optional[str]) -> Optional[str]:
@@ -138,7 +325,10 @@ def cookie_value(cookie_header: Optional[str], name: str) -> Optional[str]:
 
 def anonymous_id_from_cookie(value: Optional[str]) -> Optional[str]:
     """The id in analytics.js's ``ajs_anonymous_id`` cookie, which the browser stores
-    URL-encoded and JSON-quoted (``%22abc%22``); plain values are accepted as they are."""
+    URL-encoded and JSON-quoted (``%22abc%22``); plain values are accepted as they are.
+
+    What is left must look like an id: printable, no quotes or backslashes (a broken or
+    doubly-encoded JSON string), and not a JSON object or list."""
     if not value or len(value) > 3 * _MAX_ID_LENGTH:
         return None
     try:
@@ -154,6 +344,8 @@ def anonymous_id_from_cookie(value: Optional[str]) -> Optional[str]:
             return None
     text = text.strip()
     if not text or len(text) > _MAX_ID_LENGTH or not text.isprintable():
+        return None
+    if '"' in text or "\\" in text or text[0] in "{[":
         return None
     return text
 
@@ -187,15 +379,17 @@ def request_fields(
     headers: Mapping[str, str],
     trusted_proxies: int = 0,
     anonymous_id_cookie: Optional[str] = None,
+    forwarded_header: str = DEFAULT_FORWARDED_HEADER,
 ) -> Tuple[Dict[str, Any], Optional[str]]:
     """The context fields and the ``ajs_anonymous_id`` of one request.
 
     ``headers`` maps lower-case header names to their (latin-1 decoded) values;
     ``anonymous_id_cookie`` is the raw ``ajs_anonymous_id`` cookie value if the framework
     parsed cookies already, otherwise it is read from the ``cookie`` header.
+    ``trusted_proxies`` and ``forwarded_header`` are :func:`client_ip`'s.
     """
     context: Dict[str, Any] = {}
-    ip = client_ip(peer, headers, trusted_proxies)
+    ip = client_ip(peer, headers, trusted_proxies, forwarded_header)
     if ip:
         context["ip"] = ip
     user_agent = _header(headers, "user-agent")
@@ -222,6 +416,7 @@ def build_request_context(
     anonymous_id_cookie: Optional[str] = None,
     user_id: Optional[str] = None,
     client: Any = None,
+    forwarded_header: str = DEFAULT_FORWARDED_HEADER,
 ) -> RequestContext:
     """The context of one request, built now (see :func:`request_fields` for the arguments).
 
@@ -237,6 +432,7 @@ def build_request_context(
         headers=headers,
         trusted_proxies=trusted_proxies,
         anonymous_id_cookie=anonymous_id_cookie,
+        forwarded_header=forwarded_header,
     )
     return RequestContext(context, user_id=user_id, anonymous_id=anonymous_id, client=client)
 
@@ -252,10 +448,22 @@ _WSGI_HEADERS = {
 }
 
 
-def headers_from_wsgi(environ: Mapping[str, Any]) -> Dict[str, str]:
-    """The headers :func:`request_fields` reads, from a WSGI environ (or Django's META)."""
+def headers_from_wsgi(
+    environ: Mapping[str, Any], forwarded_header: str = DEFAULT_FORWARDED_HEADER
+) -> Dict[str, str]:
+    """The headers :func:`request_fields` reads, from a WSGI environ (or Django's META).
+
+    ``forwarded_header`` is the header the user's proxies write (see :func:`client_ip`); it is
+    carried under its lower-case name, as ``HTTP_<NAME>`` is where WSGI keeps it.
+    """
+    keys = dict(_WSGI_HEADERS)
+    configured = _header_name(forwarded_header)
+    if configured is not None:
+        # Not validated loudly here: this runs inside the request, and an unusable name just
+        # means the header is never found and the peer is used.
+        keys["HTTP_" + configured.upper().replace("-", "_")] = configured
     headers = {}
-    for key, name in _WSGI_HEADERS.items():
+    for key, name in keys.items():
         value = environ.get(key)
         if isinstance(value, str):
             headers[name] = value
