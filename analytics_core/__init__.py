@@ -13,7 +13,7 @@ The module-level settings below are read once, when the first call builds ``defa
 from typing import Any, Dict, Optional
 
 from .client import DEFAULT_OAUTH_SCOPE, DEFAULT_OAUTH_SERVER, DEFAULT_ON_FULL_TIMEOUT, Client
-from .context import current_request_context
+from .context import current_request_context, set_user_id
 from .errors import APIError, MessageTooLargeError, OAuthError, QueueFullError, ValidationError
 from .version import VERSION
 
@@ -38,6 +38,7 @@ __all__ = [
     "flush",
     "join",
     "shutdown",
+    "set_user_id",
 ]
 
 # Module-level settings, the same names and defaults as Segment's analytics-python.

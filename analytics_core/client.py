@@ -8,7 +8,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import capture, lifecycle
-from .context import current_request_context, merge_context
+from .context import current_request_context, merge_context, request_ids
 from .encoding import MAX_MESSAGE_BYTES, decode_message, encode_message
 from .errors import MessageTooLargeError, QueueFullError, ValidationError
 from .messages import (
@@ -165,8 +165,9 @@ class Client:
             spool=spool,
         )
         lifecycle.register(self)
-        if spool is not None:
-            # Messages an earlier process accepted but never delivered go out now.
+        if spool is not None and capture.sink() is None:
+            # Messages an earlier process accepted but never delivered go out now (not during
+            # a test run, which sends nothing: they stay in the spool for a real process).
             self.pipeline.start()
 
     def __repr__(self) -> str:  # the write key stays out of reprs, logs and tracebacks
@@ -185,12 +186,23 @@ class Client:
         message_id=None,
         **unexpected,
     ) -> Result:
-        """Tie a user to their actions and record traits about them."""
-        reject_unknown("identify", unexpected)
-        message = self._base(
-            "identify", user_id, anonymous_id, context, timestamp, integrations, message_id
-        )
-        message["traits"] = dict_field("traits", traits)
+        """Tie a user to their actions and record traits about them.
+
+        Inside a request whose user is unknown (no login the integration can read), the user
+        identified here becomes the request's user for its later messages.
+        """
+        try:
+            reject_unknown("identify", unexpected)
+            message = self._base(
+                "identify", user_id, anonymous_id, context, timestamp, integrations, message_id
+            )
+            message["traits"] = dict_field("traits", traits)
+        except ValidationError as error:
+            return self._invalid(error, "identify")
+        if user_id is not None:
+            request = current_request_context()
+            if request is not None and request.user_id is None:
+                request.user_id = message["userId"]
         return self._enqueue(message)
 
     def track(
@@ -206,15 +218,18 @@ class Client:
         **unexpected,
     ) -> Result:
         """Record an action the user performed."""
-        if unexpected:
-            reject_unknown("track", unexpected)
-        if type(event) is not str or not event:
-            event = require_event(event)
-        if type(properties) is not dict:
-            properties = dict_field("properties", properties)
-        message = self._base(
-            "track", user_id, anonymous_id, context, timestamp, integrations, message_id
-        )
+        try:
+            if unexpected:
+                reject_unknown("track", unexpected)
+            if type(event) is not str or not event:
+                event = require_event(event)
+            if type(properties) is not dict:
+                properties = dict_field("properties", properties)
+            message = self._base(
+                "track", user_id, anonymous_id, context, timestamp, integrations, message_id
+            )
+        except ValidationError as error:
+            return self._invalid(error, "track")
         message["event"] = event
         message["properties"] = properties
         return self._enqueue(message)
@@ -233,7 +248,10 @@ class Client:
         **unexpected,
     ) -> Result:
         """Record a page view of a website."""
-        reject_unknown("page", unexpected)
+        try:
+            reject_unknown("page", unexpected)
+        except ValidationError as error:
+            return self._invalid(error, "page")
         return self._view(
             "page",
             user_id,
@@ -261,7 +279,10 @@ class Client:
         **unexpected,
     ) -> Result:
         """Record a screen view of a mobile app."""
-        reject_unknown("screen", unexpected)
+        try:
+            reject_unknown("screen", unexpected)
+        except ValidationError as error:
+            return self._invalid(error, "screen")
         return self._view(
             "screen",
             user_id,
@@ -288,13 +309,16 @@ class Client:
         **unexpected,
     ) -> Result:
         """Associate a user with a group (an account, company, organisation)."""
-        reject_unknown("group", unexpected)
-        group_id = required_id("group", "group_id", group_id)
-        message = self._base(
-            "group", user_id, anonymous_id, context, timestamp, integrations, message_id
-        )
-        message["groupId"] = group_id
-        message["traits"] = dict_field("traits", traits)
+        try:
+            reject_unknown("group", unexpected)
+            group_id = required_id("group", "group_id", group_id)
+            message = self._base(
+                "group", user_id, anonymous_id, context, timestamp, integrations, message_id
+            )
+            message["groupId"] = group_id
+            message["traits"] = dict_field("traits", traits)
+        except ValidationError as error:
+            return self._invalid(error, "group")
         return self._enqueue(message)
 
     def alias(
@@ -308,20 +332,23 @@ class Client:
         **unexpected,
     ) -> Result:
         """Merge two user identities: ``previous_id`` becomes ``user_id``."""
-        reject_unknown("alias", unexpected)
-        previous = required_id("alias", "previous_id", previous_id)
-        user = required_id("alias", "user_id", user_id)
-        message = self._base(
-            "alias",
-            user,
-            None,
-            context,
-            timestamp,
-            integrations,
-            message_id,
-            require_identity=False,
-            use_request_ids=False,
-        )
+        try:
+            reject_unknown("alias", unexpected)
+            previous = required_id("alias", "previous_id", previous_id)
+            user = required_id("alias", "user_id", user_id)
+            message = self._base(
+                "alias",
+                user,
+                None,
+                context,
+                timestamp,
+                integrations,
+                message_id,
+                require_identity=False,
+                use_request_ids=False,
+            )
+        except ValidationError as error:
+            return self._invalid(error, "alias")
         message["previousId"] = previous
         return self._enqueue(message)
 
@@ -380,12 +407,15 @@ class Client:
         integrations,
         message_id,
     ) -> Result:
-        category = optional_text("category", category)
-        name = optional_text("name", name)
-        message = self._base(
-            kind, user_id, anonymous_id, context, timestamp, integrations, message_id
-        )
-        message["properties"] = dict_field("properties", properties)
+        try:
+            category = optional_text("category", category)
+            name = optional_text("name", name)
+            message = self._base(
+                kind, user_id, anonymous_id, context, timestamp, integrations, message_id
+            )
+            message["properties"] = dict_field("properties", properties)
+        except ValidationError as error:
+            return self._invalid(error, kind)
         if name is not None:
             message["name"] = name
         if category is not None:
@@ -407,8 +437,8 @@ class Client:
         request = current_request_context()
         if request is not None:
             context = merge_context(dict_field("context", context), request.context)
-            if use_request_ids and user_id is None and anonymous_id is None:
-                user_id, anonymous_id = request.user_id, request.anonymous_id
+            if use_request_ids:
+                user_id, anonymous_id = request_ids(request, user_id, anonymous_id)
         return base_message(
             kind,
             user_id,
@@ -421,6 +451,18 @@ class Client:
             require_identity,
         )
 
+    def _invalid(self, error: ValidationError, kind: str) -> Result:
+        """A call with bad arguments. Outside a request that is the caller's bug to see: raise.
+        Inside one the arguments often come from the visitor (a form field, a JSON body), and
+        the visitor's request must not fail for it: log, report, return False. Under a test
+        capture it raises everywhere, so the bug shows in the test run."""
+        if current_request_context() is None or capture.sink() is not None:
+            raise error
+        logger.error("analytics: a %s call inside a request was invalid: %s", kind, error)
+        message: Message = {"type": kind}
+        self._call_on_error(error, [message])
+        return False, message
+
     def _enqueue(self, message: Message) -> Result:
         data = encode_message(message)
         if len(data) >= MAX_MESSAGE_BYTES:
@@ -429,8 +471,11 @@ class Client:
                 f"the limit is {MAX_MESSAGE_BYTES}"
             )
             return self._refuse(error, message)
-        if capture.active is not None:  # a test's analytics_events fixture: keep, never send
-            capture.active.append(decode_message(data))
+        sink = capture.active
+        if sink is None and capture.redirect is not None:
+            sink = capture.sink()
+        if sink is not None:  # a test run (analytics_events, Django's test runner): never send
+            sink.append(decode_message(data))
             return True, message
         if not self.send:
             return True, message

@@ -7,9 +7,17 @@ correct under threads and asyncio alike.
 
 import contextvars
 import logging
+import threading
+import uuid
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from .errors import ValidationError
+from .ids import new_message_id
+
 logger = logging.getLogger("segment")
+
+# Two threads of one request may need an id at the same moment; they must agree on one.
+_mint_lock = threading.Lock()
 
 _request: contextvars.ContextVar = contextvars.ContextVar("analytics_request_context", default=None)
 
@@ -25,7 +33,7 @@ class RequestContext:
     threads of one request need it at the same moment; it must be free of side effects.
     """
 
-    __slots__ = ("_context", "_anonymous_id", "_fill", "user_id", "client")
+    __slots__ = ("_context", "_anonymous_id", "_fill", "user_id", "client", "minted_anonymous_id")
 
     def __init__(
         self,
@@ -40,6 +48,9 @@ class RequestContext:
         self._fill = fill
         self.user_id = user_id
         self.client = client
+        # Set when this request had no anonymous id of its own and a message needed one: the
+        # integration then hands it to the browser as the ajs_anonymous_id cookie.
+        self.minted_anonymous_id: Optional[str] = None
 
     def _run_fill(self) -> None:
         fill = self._fill
@@ -82,6 +93,17 @@ class RequestContext:
         self._run_fill()
         self._anonymous_id = value
 
+    def mint_anonymous_id(self) -> str:
+        """The request's anonymous id, minted (a random UUID) the first time a message needs one
+        and the request has none: every later message of the request carries the same one."""
+        with _mint_lock:
+            anonymous_id = self.anonymous_id
+            if anonymous_id is None:
+                anonymous_id = new_message_id()
+                self._anonymous_id = anonymous_id
+                self.minted_anonymous_id = anonymous_id
+        return anonymous_id
+
     def __repr__(self) -> str:
         return (
             f"RequestContext(context={self.context!r}, user_id={self.user_id!r}, "
@@ -102,6 +124,62 @@ def set_request_context(value: Optional[RequestContext]) -> contextvars.Token:
 def reset_request_context(token: contextvars.Token) -> None:
     """Restore the context that was current before :func:`set_request_context`."""
     _request.reset(token)
+
+
+def set_user_id(user_id: Any) -> bool:
+    """Tell the integration who the current request's user is, for every later message of the
+    request that names no user: for authentication the integration cannot read by itself
+    (a FastAPI dependency, a session key of the app's own, a custom Django backend).
+
+    A string, a number or a UUID (written as text); ``None`` forgets what was set (the
+    framework's user, if any, applies again). Returns True when the request's user was set.
+    Outside a request handled by an integration nothing changes and it returns False. Any other
+    value is a :class:`~analytics_core.ValidationError`: raised outside a request (and under a
+    test capture), logged inside one, where the request must not fail for it.
+    """
+    request = _request.get()
+    try:
+        text = _user_id_text(user_id)
+    except ValidationError as error:
+        from . import capture  # here: capture must stay importable without the client
+
+        if request is None or capture.sink() is not None:
+            raise
+        logger.error("analytics: %s", error)
+        return False
+    if request is None:
+        logger.debug("analytics: set_user_id() outside a request changes nothing")
+        return False
+    request.user_id = text
+    return True
+
+
+def _user_id_text(user_id: Any) -> Optional[str]:
+    if user_id is None:
+        return None
+    if isinstance(user_id, bool) or not isinstance(user_id, (str, int, float, uuid.UUID)):
+        raise ValidationError(
+            f"set_user_id: user_id must be a string, a number or a UUID, "
+            f"got {type(user_id).__name__}"
+        )
+    text = str(user_id)
+    if not text.strip():
+        raise ValidationError("set_user_id: user_id must not be empty")
+    return text
+
+
+def request_ids(request: RequestContext, user_id: Any, anonymous_id: Any) -> Tuple[Any, Any]:
+    """The ids of a message built inside ``request``, key by key: what the caller passed wins,
+    the rest comes from the request (an explicit ``user_id`` keeps the request's anonymous id,
+    which is what lets Segment join the visitor's anonymous history to the user). A message
+    that ends up with neither gets the request's minted anonymous id."""
+    if user_id is None:
+        user_id = request.user_id
+    if anonymous_id is None:
+        anonymous_id = request.anonymous_id
+        if anonymous_id is None and user_id is None:
+            anonymous_id = request.mint_anonymous_id()
+    return user_id, anonymous_id
 
 
 def merge_context(explicit: Optional[Dict[str, Any]], request: Dict[str, Any]) -> Dict[str, Any]:

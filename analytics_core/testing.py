@@ -1,27 +1,26 @@
-"""Test your own code's analytics without mocks: the ``analytics_events`` pytest fixture.
+"""Test your own code's analytics without mocks, and without sending anything.
 
-Installed with the package (a ``pytest11`` entry point), so any project that depends on
-analytics-core has it::
+Under pytest, the plugin in :mod:`analytics_core.pytest_plugin` (installed with the package)
+captures every message of every test and gives them to the ``analytics_events`` fixture::
 
     def test_checkout(client, analytics_events):
         client.post("/checkout", data={"order": "o-17"})
         analytics_events.assert_tracked("Order Completed", properties={"order_id": "o-17"})
 
-While the fixture is active, every message any client in the process accepts (the module-level
-API, ``Client`` instances, the Django, Flask and ASGI integrations' clients) is captured in its
-wire form (camelCase keys, ISO-8601 timestamps, the request's context merged in) and nothing is
-sent. Outside pytest, :func:`capture_events` does the same as a context manager.
+Captured messages are in wire form (camelCase keys, ISO-8601 timestamps, the request's context
+merged in). Outside pytest, :func:`capture_events` does the same as a context manager, and
+:func:`allow_sending` lets a block really send while a capture is active (under Django's test
+runner, whose messages go to ``analytics_django.outbox``, for instance). This module imports no
+test framework.
 """
 
 import contextlib
 import json
 from typing import Any, Dict, Iterator, List, Optional
 
-import pytest
-
 from . import capture
 
-__all__ = ["CapturedEvents", "analytics_events", "capture_events"]
+__all__ = ["CapturedEvents", "allow_sending", "capture_events"]
 
 Message = Dict[str, Any]
 
@@ -178,8 +177,12 @@ def capture_events() -> Iterator[CapturedEvents]:
         capture.stop()
 
 
-@pytest.fixture
-def analytics_events() -> Iterator[CapturedEvents]:
-    """Every analytics message accepted during the test, captured instead of sent."""
-    with capture_events() as events:
-        yield events
+@contextlib.contextmanager
+def allow_sending() -> Iterator[None]:
+    """Inside the ``with`` block (or the decorated function), messages are really sent, even
+    while a test capture is active: for a test that checks delivery itself."""
+    capture.start_sending()
+    try:
+        yield
+    finally:
+        capture.stop()

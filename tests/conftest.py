@@ -19,8 +19,9 @@ def collector_process():
 
 
 @pytest.fixture
-def collector(collector_process):
-    """The shared collector, emptied and with no planned faults, for one test."""
+def collector(collector_process, analytics_send):
+    """The shared collector, emptied and with no planned faults, for one test (which really
+    sends: the pytest plugin captures every other test's messages)."""
     collector_process.clear()
     collector_process.clear_faults()
     yield collector_process

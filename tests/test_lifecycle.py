@@ -15,6 +15,10 @@ import pytest
 
 from analytics_core import Client
 
+# These tests are about delivery: their messages really go out (the pytest plugin
+# captures every other test's).
+pytestmark = pytest.mark.analytics_send
+
 WRITE_KEY = "test-lifecycle-key"
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -473,18 +473,18 @@ def test_request_context_not_modified_by_merge(client, request_context):
     assert page == {"path": "/x"}
 
 
-def test_explicit_user_id_keeps_request_ids_out(client, request_context):
+def test_explicit_user_id_keeps_the_request_anonymous_id(client, request_context):
     request_context(user_id="ru", anonymous_id="ra")
     _, message = client.track("explicit", "E")
     assert message["userId"] == "explicit"
-    assert "anonymousId" not in message
+    assert message["anonymousId"] == "ra"
 
 
-def test_explicit_anonymous_id_keeps_request_ids_out(client, request_context):
+def test_explicit_anonymous_id_keeps_the_request_user_id(client, request_context):
     request_context(user_id="ru", anonymous_id="ra")
     _, message = client.track(event="E", anonymous_id="mine")
     assert message["anonymousId"] == "mine"
-    assert "userId" not in message
+    assert message["userId"] == "ru"
 
 
 def test_alias_ignores_request_ids_but_takes_context(client, request_context):

@@ -10,6 +10,10 @@ import pytest
 from analytics_core import Client, QueueFullError, ValidationError
 from analytics_core.transport import RetryPolicy
 
+# These tests are about delivery: their messages really go out (the pytest plugin
+# captures every other test's).
+pytestmark = pytest.mark.analytics_send
+
 
 def fast(client, retries=3):
     client.transport.retry = RetryPolicy(max_retries=retries, base=0.01, cap=0.05)

@@ -132,3 +132,106 @@ def test_the_fixture_is_installed_for_other_projects(pytester):
     )
     result = pytester.runpytest_subprocess("-p", "no:django", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+# -- a test run never sends unless a test asks to ------------------------------------------------
+
+
+def _run_project(pytester, collector, test_source, *args):
+    """Run a project of its own (no conftest of ours) in a subprocess, its analytics pointed at
+    the real collector, and return the outcome and what the collector received."""
+    pytester.makepyfile(
+        conftest=textwrap.dedent(
+            f"""
+            import analytics_core
+
+            analytics_core.write_key = "their-production-key"
+            analytics_core.host = {collector.url!r}
+            analytics_core.upload_interval = 0.01
+            # A call at import time, before any test: not sent either.
+            analytics_core.track("ci", "Conftest Imported")
+            """
+        ),
+        test_project=textwrap.dedent(test_source),
+    )
+    result = pytester.runpytest_subprocess("-p", "no:django", "-p", "no:cacheprovider", *args)
+    return result, collector.events(limit=0, order="asc")
+
+
+PLAIN_TEST = """
+    import analytics_core
+
+    def test_signup():
+        assert analytics_core.track("u1", "Signed Up")[0] is True
+        assert analytics_core.flush()
+"""
+
+
+def test_a_test_run_sends_nothing_by_default(pytester, collector):
+    result, received = _run_project(pytester, collector, PLAIN_TEST)
+    result.assert_outcomes(passed=1)
+    assert received == []
+
+
+def test_a_test_opts_in_with_the_marker(pytester, collector):
+    source = """
+        import pytest
+        import analytics_core
+
+        @pytest.mark.analytics_send
+        def test_delivery():
+            analytics_core.track("u1", "Really Sent")
+            assert analytics_core.flush(10)
+
+        def test_not_marked():
+            analytics_core.track("u1", "Held Back")
+            assert analytics_core.flush(10)
+    """
+    result, received = _run_project(pytester, collector, source)
+    result.assert_outcomes(passed=2)
+    assert [event["event"] for event in received] == ["Really Sent"]
+
+
+def test_a_fixture_opts_in_through_the_analytics_send_fixture(pytester, collector):
+    source = """
+        import pytest
+        import analytics_core
+
+        @pytest.fixture
+        def live_analytics(analytics_send):
+            yield
+            assert analytics_core.flush(10)
+
+        def test_delivery(live_analytics):
+            analytics_core.track("u1", "Sent Through A Fixture")
+
+        def test_delivery_and_capture(analytics_send, analytics_events):
+            analytics_core.track("u1", "Captured Even So")
+            analytics_events.assert_tracked("Captured Even So")
+    """
+    result, received = _run_project(pytester, collector, source)
+    result.assert_outcomes(passed=2)
+    assert [event["event"] for event in received] == ["Sent Through A Fixture"]
+
+
+def test_the_plugin_can_be_turned_off(pytester, collector):
+    result, received = _run_project(pytester, collector, PLAIN_TEST, "-p", "no:analytics_core")
+    result.assert_outcomes(passed=1)
+    assert [event["event"] for event in received] == ["Conftest Imported", "Signed Up"]
+
+
+def test_the_events_fixture_sees_what_fixtures_sent_before_it(analytics_events):
+    # The capture starts with the test, so a fixture set up earlier is already in it.
+    assert analytics_events.messages == []
+    analytics_core.write_key = "wk-module"
+    analytics_core.track("u1", "In The Test")
+    assert [message["event"] for message in analytics_events] == ["In The Test"]
+
+
+def test_each_test_starts_with_an_empty_capture_one(analytics_events):
+    Client("wk", send=False).track("u", "First Test")
+    assert len(analytics_events) == 1
+
+
+def test_each_test_starts_with_an_empty_capture_two(analytics_events):
+    assert len(analytics_events) == 0

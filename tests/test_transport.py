@@ -32,6 +32,10 @@ from analytics_core.transport import (
 )
 from analytics_core.version import VERSION
 
+# These tests are about delivery: their messages really go out (the pytest plugin
+# captures every other test's).
+pytestmark = pytest.mark.analytics_send
+
 HOST = "https://api.example.test"
 URL = HOST + "/v1/batch"
 KEY = "wk_secret_123"

@@ -31,6 +31,10 @@ from analytics_core.keepalive import KeepAliveSession, _network_error
 from analytics_core.transport import RETRY_AFTER_CAP, RetryPolicy, Transport
 from analytics_core.version import VERSION
 
+# These tests are about delivery: their messages really go out (the pytest plugin
+# captures every other test's).
+pytestmark = pytest.mark.analytics_send
+
 KEY = "wk_keepalive_secret"
 BODY = b'{"batch":[{"type":"track","event":"E","userId":"u"}],"writeKey":"' + KEY.encode() + b'"}'
 
