@@ -9,12 +9,18 @@ import json
 
 import pytest
 from analytics_django.configure import MIDDLEWARE_PATH, configure
-from asgiref.sync import async_to_sync
 from django.test import override_settings
 
 import analytics_core
 from analytics_core.context import current_request_context
-from tests.django_project.testing import browser_cookie, collector_settings, delivered
+from tests.django_project.testing import (
+    browser_cookie,
+    collector_settings,
+    delivered,
+    get,
+    only,
+    post,
+)
 
 HEADERS = {
     "user-agent": "Mozilla/5.0 (TestBrowser)",
@@ -37,29 +43,10 @@ def tracking(settings, collector):
     return collector
 
 
-def get(client, path, **kwargs):
-    """GET with Django's sync or async test client (the latter run to completion)."""
-    if client.__class__.__name__ == "AsyncClient":
-        return async_to_sync(client.get)(path, **kwargs)
-    return client.get(path, **kwargs)
-
-
-def post(client, path, data, **kwargs):
-    """POST with Django's sync or async test client."""
-    if client.__class__.__name__ == "AsyncClient":
-        return async_to_sync(client.post)(path, data, **kwargs)
-    return client.post(path, data, **kwargs)
-
-
 @pytest.fixture(params=["client", "async_client"])
 def any_client(request):
     """Each test client: ``Client`` drives the sync handler, ``AsyncClient`` the ASGI one."""
     return request.getfixturevalue(request.param)
-
-
-def only(events):
-    assert len(events) == 1, events
-    return events[0]
 
 
 def test_adding_the_app_put_the_middleware_first(settings):
@@ -151,7 +138,7 @@ def test_a_malformed_anonymous_id_cookie_is_left_out(tracking, client, cookie):
     assert event["userId"] == "u1"
 
 
-def test_malformed_headers_do_not_raise_and_are_left_out(settings, collector, client):
+def test_malformed_headers_do_not_raise_and_are_left_out_or_fall_back(settings, collector, client):
     settings.ANALYTICS = collector_settings(collector, TRUSTED_PROXIES=2)
     headers = {
         "accept-language": "@@@;;,",
@@ -163,7 +150,8 @@ def test_malformed_headers_do_not_raise_and_are_left_out(settings, collector, cl
     assert response.status_code == 200
     context = only(delivered(collector))["context"]
     assert "locale" not in context
-    assert "ip" not in context
+    # A malformed trusted part of X-Forwarded-For: the socket peer, never a guess.
+    assert context["ip"] == "127.0.0.1"
     assert "userAgent" not in context
 
 
@@ -188,14 +176,16 @@ def test_explicit_context_wins_key_by_key(tracking, any_client):
 
 
 @pytest.mark.django_db
-def test_an_explicit_user_id_wins_over_the_request_ids(tracking, client, django_user_model):
+def test_an_explicit_user_id_wins_and_keeps_the_request_anonymous_id(
+    tracking, client, django_user_model
+):
     client.force_login(django_user_model.objects.create_user("bob", password="pw"))
     client.cookies["ajs_anonymous_id"] = browser_cookie("anon-bob")
     get(client, "/track/?user_id=explicit-user")
     event = only(delivered(tracking))
     assert event["userId"] == "explicit-user"
-    # The request's ids are used only for calls that name no one.
-    assert "anonymousId" not in event
+    # Key by key: the browser's anonymous id stays, which is what stitches the identities.
+    assert event["anonymousId"] == "anon-bob"
 
 
 @pytest.mark.parametrize("view", ["/boom/", "/aboom/"])
@@ -237,60 +227,7 @@ def test_without_the_auth_middleware_there_is_no_user(tracking, any_client, view
     assert event["anonymousId"] == "anon-no-auth"
 
 
-# -- PAGEVIEWS ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pageviews(settings, collector):
-    settings.ANALYTICS = collector_settings(collector, PAGEVIEWS=True)
-    return collector
-
-
-@pytest.mark.parametrize(("path", "name"), [("/", "home"), ("/ahome/", "ahome")])
-def test_pageviews_send_one_page_call_per_html_response(pageviews, any_client, path, name):
-    any_client.cookies["ajs_anonymous_id"] = browser_cookie("anon-pages")
-    assert get(any_client, path + "?ref=ad", headers=HEADERS).status_code == 200
-    page = only(delivered(pageviews))
-    assert page["type"] == "page"
-    assert page["name"] == name
-    assert page["anonymousId"] == "anon-pages"
-    assert page["properties"]["path"] == path
-    assert page["properties"]["url"] == f"http://testserver{path}?ref=ad"
-    assert page["context"]["page"]["referrer"] == HEADERS["referer"]
-    assert page["context"]["userAgent"] == HEADERS["user-agent"]
-
-
-@pytest.mark.django_db
-def test_an_async_page_view_carries_the_user(pageviews, async_client, django_user_model):
-    user = django_user_model.objects.create_user("pat", password="pw")
-    async_client.force_login(user)
-    get(async_client, "/ahome/")
-    assert only(delivered(pageviews))["userId"] == str(user.pk)
-
-
-def test_an_unnamed_url_is_named_by_its_path(pageviews, client):
-    client.cookies["ajs_anonymous_id"] = browser_cookie("anon-pages")
-    get(client, "/unnamed/")
-    assert only(delivered(pageviews))["name"] == "/unnamed/"
-
-
-@pytest.mark.parametrize("path", ["/plain/", "/missing/", "/no-such-page/"])
-def test_no_page_call_for_other_responses(pageviews, any_client, path):
-    any_client.cookies["ajs_anonymous_id"] = browser_cookie("anon-pages")
-    get(any_client, path)
-    assert delivered(pageviews) == []
-
-
-def test_no_page_call_without_any_id(pageviews, any_client):
-    # Neither a user nor an ajs_anonymous_id cookie: skipped, and the page is still served.
-    assert get(any_client, "/").status_code == 200
-    assert delivered(pageviews) == []
-
-
-def test_pageviews_are_off_by_default(tracking, client):
-    client.cookies["ajs_anonymous_id"] = browser_cookie("anon-pages")
-    get(client, "/")
-    assert delivered(tracking) == []
+# Page views: tests/test_django_pageviews.py.
 
 
 # -- IDENTIFY_ON_LOGIN -------------------------------------------------------------------------
@@ -319,3 +256,22 @@ def test_no_identify_on_login_by_default(tracking, client, django_user_model):
     django_user_model.objects.create_user("kim", "kim@example.com", "pw")
     post(client, "/login/", {"username": "kim", "password": "pw"})
     assert [event["type"] for event in delivered(tracking)] == ["track"]
+
+
+# -- FLUSH_EACH_REQUEST ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flush", [True, None], ids=["on", "default"])
+@pytest.mark.parametrize("view", ["/track/", "/atrack/"])
+def test_flush_each_request_delivers_before_the_response(
+    settings, collector, any_client, view, flush
+):
+    # A batch would otherwise wait 60 s. The default (None) flushes only under runserver,
+    # which the test clients are not (tests/test_django_servers.py runs the real one).
+    settings.ANALYTICS = collector_settings(
+        collector, UPLOAD_INTERVAL=60, UPLOAD_SIZE=1000, FLUSH_EACH_REQUEST=flush
+    )
+    any_client.cookies["ajs_anonymous_id"] = browser_cookie("anon-flush")
+    assert get(any_client, view).status_code == 200
+    assert collector.stats()["messages"] == (1 if flush else 0)
+    assert only(delivered(collector))["anonymousId"] == "anon-flush"

@@ -8,6 +8,7 @@ what arrives was delivered by the shutdown path of analytics_core (atexit, fork 
 """
 
 import os
+import re
 import signal
 import sys
 import time
@@ -106,7 +107,7 @@ def test_gunicorn_max_requests_recycling_loses_nothing(collector):
 def test_gunicorn_uvicorn_worker_delivers_everything_on_sigterm(collector):
     # uvicorn's gunicorn worker resets SIGTERM to the default before the app loads, then uvicorn
     # re-raises it after its graceful shutdown: without analytics_django's handler the worker
-    # would die by the signal, before atexit (see analytics_django/shutdown.py).
+    # would die by the signal, before atexit (see analytics_core/signals.py).
     count = 20
     port = free_port()
     command = executable("gunicorn") + ["tests.django_project.asgi:application"]
@@ -171,3 +172,77 @@ def test_runserver_with_the_autoreloader_delivers_across_a_reload(collector):
         os.killpg(server.process.pid, signal.SIGINT)
         server.wait(45)
         assert_exactly_delivered(collector, count, server)
+
+
+# -- runserver stopped with SIGTERM (an IDE's stop button, `timeout`) ---------------------------
+
+SET_COOKIE = re.compile(
+    r"^ajs_anonymous_id=%22([0-9a-f-]{36})%22; expires=[^;]+ GMT; Max-Age=31536000; Path=/; "
+    r"SameSite=Lax$"
+)
+
+
+def runserver(collector, *options, flush_each_request=None):
+    port = free_port()
+    command = [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}", *options]
+    env = server_env(collector)
+    if flush_each_request is not None:
+        env["ANALYTICS_TEST_FLUSH_EACH_REQUEST"] = "1" if flush_each_request else "0"
+    return ServerProcess(command, port, env=env, ready_path="/pid/")
+
+
+@pytest.mark.parametrize("options", [[], ["--noreload"]], ids=["autoreloader", "noreload"])
+def test_runserver_stopped_with_sigterm_loses_nothing(collector, options):
+    # With the autoreloader, SIGTERM makes the parent exit and SIGKILL the child that serves:
+    # no atexit runs there. FLUSH_EACH_REQUEST (on by default under runserver) delivers each
+    # request's events before its response goes out, so there is nothing left to lose.
+    with runserver(collector, *options) as server:
+        send_requests(server, 2)
+        # Delivered already, though UPLOAD_INTERVAL is 60 s.
+        assert collector.stats()["messages"] == 2, server.output()
+        # A first visit through a real server: the cookie as it is on the wire.
+        first_visit = server.get("/track/?event=First+Visit")
+        match = SET_COOKIE.match(first_visit.headers["Set-Cookie"])
+        assert match, first_visit.headers["Set-Cookie"]
+        server.signal(signal.SIGTERM)  # the runserver process only, as an IDE does
+        server.wait(30)
+        assert_exactly_delivered(collector, 2, server)
+        [visit] = collector.events(limit=0, event="First Visit")
+        assert visit["anonymousId"] == match.group(1)
+
+
+def test_runserver_without_flush_each_request_loses_the_events_on_sigterm(collector):
+    # The control for the test above: what SIGTERM costs when nothing delivers per request.
+    with runserver(collector, flush_each_request=False) as server:
+        send_requests(server, 2)
+        server.signal(signal.SIGTERM)
+        server.wait(30)
+        time.sleep(0.5)  # anything still in flight from the killed child would land now
+        assert collector.stats()["messages"] == 0, server.output()
+
+
+# -- uvicorn's proxy headers --------------------------------------------------------------------
+
+REWROTE_THE_PEER = "took this request's client address from X-Forwarded-For"
+
+
+@pytest.mark.parametrize(
+    ("options", "ip", "warnings"),
+    [([], "6.6.6.6", 1), (["--no-proxy-headers"], "127.0.0.1", 0)],
+    ids=["proxy-headers", "no-proxy-headers"],
+)
+def test_uvicorn_rewriting_the_peer_is_warned_about(collector, options, ip, warnings):
+    # uvicorn believes X-Forwarded-For from 127.0.0.1 (its default --forwarded-allow-ips) and
+    # hands Django that address as REMOTE_ADDR: with TRUSTED_PROXIES = 0 a local client
+    # chooses its IP, as the README says. The integration cannot undo it; it says so, once.
+    port = free_port()
+    command = executable("uvicorn") + ["tests.django_project.asgi:application"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", *options]
+    with ServerProcess(command, port, env=server_env(collector), ready_path="/pid/") as server:
+        for n in range(2):
+            headers = {**HEADERS, "X-Forwarded-For": "6.6.6.6"}
+            assert server.get(f"/track/?n={n}&event=Forged", headers=headers).status_code == 200
+        server.stop(signal.SIGTERM)
+        events = collector.events(limit=0, event="Forged")
+        assert [event["context"]["ip"] for event in events] == [ip, ip], server.output()
+        assert server.output().count(REWROTE_THE_PEER) == warnings, server.output()

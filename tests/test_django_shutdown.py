@@ -1,4 +1,4 @@
-"""analytics_django's SIGTERM handling (analytics_django/shutdown.py), in child processes.
+"""The SIGTERM handling analytics_django installs (analytics_core/signals.py), in child processes.
 
 The end-to-end tests in test_django_servers.py show it in uvicorn and gunicorn; these show the
 two mechanisms alone, with nothing but the signal module: a server's handler that re-raises

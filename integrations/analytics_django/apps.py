@@ -14,17 +14,22 @@ class AnalyticsConfig(AppConfig):
 
     def ready(self) -> None:
         """Install the middleware, the client built from ``settings.ANALYTICS`` and, when that
-        client sends, the SIGTERM handling of ``shutdown.py``.
+        client sends, the SIGTERM handling of ``analytics_core.signals``.
 
         Never raises: a misconfiguration is logged, and reported by ``manage.py check``.
         """
         from analytics_core.signals import install_sigterm_handler
 
-        from . import checks  # noqa: F401 - registers the system checks
+        from . import (
+            checks,  # noqa: F401 - registers the system checks
+            testing,
+        )
         from .configure import configure, install_middleware
         from .signals import connect
 
         connect()
+        # Under Django's test runner, messages go to analytics_django.outbox, never out.
+        testing.install()
         install_middleware()
         if configure().send:
             # Only a client that sends has a queue worth delivering at SIGTERM.

@@ -3,7 +3,8 @@
 - ``analytics_django.E001``: SEND is on but there is no WRITE_KEY.
 - ``analytics_django.E002``: an unknown key (the closest known name is suggested).
 - ``analytics_django.E003``: a value of the wrong type (the key and the expected type are named).
-- ``analytics_django.E004``: ON_ERROR is a dotted path that does not import.
+- ``analytics_django.E004``: ON_ERROR or USER_ID is a dotted path that does not import, or
+  imports something that is not callable.
 - ``analytics_django.E005``: the client could not be built for another reason.
 """
 
@@ -37,19 +38,24 @@ def _unknown_keys(value: Any) -> List[CheckMessage]:
     return messages
 
 
-def _on_error_import(path: str) -> List[CheckMessage]:
+def _dotted_path_import(key: str, path: str) -> List[CheckMessage]:
+    hint = "Give the dotted path of a callable (`package.module.function`), or the callable itself."
     try:
-        import_string(path)
+        imported = import_string(path)
     except ImportError as error:
-        return [
-            Error(
-                f"settings.ANALYTICS['ON_ERROR'] = {path!r} could not be imported: {error}",
-                hint="Give the dotted path of a callable (`package.module.function`), "
-                "or the callable itself.",
-                id="analytics_django.E004",
-            )
-        ]
-    return []
+        problem = f"could not be imported: {error}"
+    else:
+        if callable(imported):
+            return []
+        # It imports, but calling it would fail on every request (USER_ID) or error (ON_ERROR).
+        problem = f"is not callable: it is a {type(imported).__name__}"
+    return [
+        Error(
+            f"settings.ANALYTICS[{key!r}] = {path!r} {problem}",
+            hint=hint,
+            id="analytics_django.E004",
+        )
+    ]
 
 
 @register()
@@ -57,7 +63,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> List[CheckMessage]
     """Report every problem in ``settings.ANALYTICS`` at once."""
     value = user_config()
     messages: List[CheckMessage] = []
-    for key, expected, got in config_errors(value):
+    errors = config_errors(value)
+    for key, expected, got in errors:
         where = "settings.ANALYTICS" if key == "ANALYTICS" else f"settings.ANALYTICS[{key!r}]"
         messages.append(
             Error(
@@ -79,9 +86,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> List[CheckMessage]
                 id="analytics_django.E001",
             )
         )
-    on_error = config["ON_ERROR"]
-    if isinstance(on_error, str):
-        messages += _on_error_import(on_error)
+    wrong_type = {key for key, _, _ in errors}
+    for key in ("ON_ERROR", "USER_ID"):
+        # A value already reported as the wrong type (USER_ID = "") is reported once.
+        if isinstance(config[key], str) and key not in wrong_type:
+            messages += _dotted_path_import(key, config[key])
     error = last_error()
     if not messages and error is not None:
         messages.append(

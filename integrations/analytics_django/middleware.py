@@ -8,25 +8,32 @@ and ``ajs_anonymous_id``. The context is always reset when the request ends, exc
 It is inserted first in ``settings.MIDDLEWARE`` automatically (``AUTO_MIDDLEWARE``), so that
 the context also covers the other middleware.
 
+When the response is ready: the page view (``PAGEVIEWS``), then the ``ajs_anonymous_id`` cookie
+if a call of this request minted an anonymous id (``ANONYMOUS_ID_COOKIE``), then, under
+``runserver`` (``FLUSH_EACH_REQUEST``), the delivery of the request's events.
+
 Note: the body of a streaming response is produced after the middleware returned, so calls made
 while streaming see no request context.
 """
 
+import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, Union
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
+import analytics_core
 from analytics_core.context import (
     current_request_context,
     reset_request_context,
     set_request_context,
 )
 
+from .options import RequestOptions, get_options
 from .pageviews import is_page_view, record_page_view
 from .request_context import DjangoRequestContext, context_for
-from .settings import get_config
+from .responses import flush_wanted, set_anonymous_id_cookie
 
 __all__ = ["AnalyticsMiddleware"]
 
@@ -85,46 +92,65 @@ class AnalyticsMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        config = get_config()
-        context = _build_context(request, config)
+        options = get_options()
+        context = _build_context(request, options)
         if context is None:
             return self.get_response(request)
         token = set_request_context(context)
         try:
             response = self.get_response(request)
-            if config["PAGEVIEWS"] and is_page_view(response):
-                record_page_view(request, context)
+            if options.pageviews and _is_page_view(request, response):
+                record_page_view(request, response, context)
+            set_anonymous_id_cookie(request, response, context, options)
+            if flush_wanted(request, options):
+                _flush(options)
             return response
         finally:
             reset_request_context(token)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         """The async path: same as ``__call__``, awaiting the inner chain."""
-        config = get_config()
-        context = _build_context(request, config)
+        options = get_options()
+        context = _build_context(request, options)
         if context is None:
             return await self.get_response(request)
         token = set_request_context(context)
         try:
             response = await self.get_response(request)
-            if config["PAGEVIEWS"] and is_page_view(response):
+            if options.pageviews and _is_page_view(request, response):
                 # The page call is built here, in the loop: read the user asynchronously unless
                 # process_view did (it does not for a sync view, nor when a middleware answered).
                 await context.resolve_async()
-                record_page_view(request, context)
+                record_page_view(request, response, context)
+            set_anonymous_id_cookie(request, response, context, options)
+            if flush_wanted(request, options):
+                await asyncio.get_running_loop().run_in_executor(None, _flush, options)
             return response
         finally:
             reset_request_context(token)
 
 
-def _build_context(
-    request: HttpRequest, config: Mapping[str, Any]
-) -> Optional[DjangoRequestContext]:
+def _build_context(request: HttpRequest, options: RequestOptions) -> Optional[DjangoRequestContext]:
     try:
-        return context_for(request, config["TRUSTED_PROXIES"])
+        return context_for(request, options)
     except Exception:  # the request is served without analytics context rather than not at all
         logger.exception("analytics_django: could not build the request's analytics context")
         return None
+
+
+def _is_page_view(request: HttpRequest, response: HttpResponseBase) -> bool:
+    try:
+        return is_page_view(request, response)
+    except Exception:  # a page view is not worth a failed response
+        logger.exception("analytics_django: could not tell whether this is a page view")
+        return False
+
+
+def _flush(options: RequestOptions) -> None:
+    try:
+        analytics_core.flush(options.flush_timeout)
+    except Exception:  # delivery problems are the client's to report, not the request's
+        logger.exception("analytics_django: delivering the request's events failed")
 
 
 def _context_of(request: HttpRequest) -> Optional[DjangoRequestContext]:

@@ -15,6 +15,11 @@ What "resolving" may do depends on where the message is built:
   request.auser()`` under ASGI; ``resolve_now``: ``request.user`` under WSGI, where Django runs
   the async view in an event loop of its own). A call made in an event loop before the view
   runs (in an async middleware) has no user id unless ``request.user`` was evaluated already.
+
+The ``USER_ID`` setting's resolver is asked the same way: in synchronous code whenever a message
+needs it; in an event loop it is asked first too (it may read a header, or a user that
+``alogin()`` just set), and when it needed a database query there (``SynchronousOnlyOperation``),
+the answer it gave before the async view ran, in a thread, is used.
 """
 
 import asyncio
@@ -23,12 +28,19 @@ from functools import partial
 from typing import Any, Dict, Optional, Tuple
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import DisallowedHost
+from django.core.exceptions import DisallowedHost, SynchronousOnlyOperation
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest
 from django.utils.functional import LazyObject, empty
 
 from analytics_core.context import RequestContext
-from analytics_core.web import headers_from_wsgi, request_fields
+from analytics_core.web import (
+    headers_from_wsgi,
+    request_fields,
+    warn_if_the_server_rewrote_the_peer,
+)
+
+from .options import RequestOptions
 
 __all__ = ["DjangoRequestContext", "context_for", "user_id_of"]
 
@@ -56,19 +68,27 @@ def _in_event_loop() -> bool:
 class DjangoRequestContext(RequestContext):
     """A :class:`RequestContext` whose ``user_id`` is read from the request on demand."""
 
-    __slots__ = ("request", "_explicit_user_id", "_early_user_id")
+    __slots__ = ("request", "options", "_explicit_user_id", "_early_user_id")
 
-    def __init__(self, request: HttpRequest, trusted_proxies: int = 0) -> None:
+    def __init__(self, request: HttpRequest, options: RequestOptions) -> None:
         self.request = request
+        self.options = options
         self._explicit_user_id: Optional[str] = None
         self._early_user_id: Any = _UNRESOLVED
-        super().__init__(fill=partial(_fields, request, trusted_proxies))
+        super().__init__(
+            fill=partial(_fields, request, options.trusted_proxies, options.forwarded_header)
+        )
 
     @property  # type: ignore[override]
     def user_id(self) -> Optional[str]:
-        """The request's authenticated user id (see the module docstring for how)."""
+        """The request's user id: assigned (``analytics_core.set_user_id``), else the
+        ``USER_ID`` setting's answer, else the authenticated ``request.user``'s primary key
+        (see the module docstring for when that is read)."""
         if self._explicit_user_id is not None:
             return self._explicit_user_id
+        resolver = self.options.user_id
+        if resolver is not None:
+            return self._resolver_user_id(resolver)
         user = getattr(self.request, "user", None)
         if user is None:  # django.contrib.auth's middleware is not installed (or not yet run)
             return None
@@ -88,9 +108,30 @@ class DjangoRequestContext(RequestContext):
     def user_id(self, value: Optional[str]) -> None:
         self._explicit_user_id = value
 
+    def _resolver_user_id(self, resolver: Any) -> Optional[str]:
+        if not _in_event_loop():
+            return _resolved(resolver, self.request)
+        try:
+            return _resolved(resolver, self.request, (SynchronousOnlyOperation,))
+        except SynchronousOnlyOperation:
+            # It queries the database (a session, request.user, a table of its own): use
+            # what it answered before the async view ran.
+            if self._early_user_id is _UNRESOLVED:
+                logger.warning(
+                    "analytics_django: ANALYTICS['USER_ID'] needs the database, which cannot be "
+                    "queried in an event loop here; no user id"
+                )
+                return None
+            return self._early_user_id
+
     def resolve_now(self) -> None:
-        """Read ``request.user`` (once), for messages built later in an event loop."""
+        """Read ``request.user``, or ask the ``USER_ID`` resolver (once), for messages built
+        later in an event loop."""
         if self._early_user_id is not _UNRESOLVED:
+            return
+        resolver = self.options.user_id
+        if resolver is not None:
+            self._early_user_id = _resolved(resolver, self.request)
             return
         try:
             self._early_user_id = user_id_of(getattr(self.request, "user", None))
@@ -99,10 +140,16 @@ class DjangoRequestContext(RequestContext):
             self._early_user_id = None
 
     async def resolve_async(self) -> None:
-        """Read the user with ``await request.auser()`` (once), for messages built in the loop."""
+        """Read the user with ``await request.auser()``, or ask the ``USER_ID`` resolver in a
+        thread (once), for messages built in the loop."""
         if self._early_user_id is not _UNRESOLVED:
             return
         request = self.request
+        resolver = self.options.user_id
+        if resolver is not None:
+            # In a thread: the project's resolver may query the database.
+            self._early_user_id = await sync_to_async(_resolved)(resolver, request)
+            return
         try:
             auser = getattr(request, "auser", None)
             if auser is not None:
@@ -116,8 +163,40 @@ class DjangoRequestContext(RequestContext):
             self._early_user_id = None
 
 
-def _fields(request: HttpRequest, trusted_proxies: int) -> Tuple[Dict[str, Any], Optional[str]]:
+def _resolved(
+    resolver: Any, request: HttpRequest, passthrough: Tuple[type, ...] = ()
+) -> Optional[str]:
+    """The resolver's answer as a user id (None for nobody); ``passthrough`` exceptions are
+    raised to the caller, every other one is logged."""
+    try:
+        value = resolver(request)
+    except passthrough:
+        raise
+    except Exception:  # the project's resolver must not break its own analytics calls
+        logger.exception("analytics_django: ANALYTICS['USER_ID'] raised; no user id")
+        return None
+    if value is None or isinstance(value, bool):
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text if text.strip() else None
+
+
+def _warn_if_the_server_rewrote_the_peer(request: HttpRequest, trusted_proxies: int) -> None:
+    # Under ASGI, uvicorn may have replaced REMOTE_ADDR (the scope's client) with an address
+    # from X-Forwarded-For; WSGI servers hand Django the socket peer (gunicorn, runserver).
+    if trusted_proxies or not isinstance(request, ASGIRequest):
+        return
     meta = request.META
+    peer, forwarded_for = meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR")
+    if isinstance(peer, str) and isinstance(forwarded_for, str):
+        warn_if_the_server_rewrote_the_peer(peer, forwarded_for, "ANALYTICS['TRUSTED_PROXIES']")
+
+
+def _fields(
+    request: HttpRequest, trusted_proxies: int, forwarded_header: str
+) -> Tuple[Dict[str, Any], Optional[str]]:
+    meta = request.META
+    _warn_if_the_server_rewrote_the_peer(request, trusted_proxies)
     try:
         host: Optional[str] = request.get_host()
     except DisallowedHost:
@@ -130,12 +209,13 @@ def _fields(request: HttpRequest, trusted_proxies: int) -> Tuple[Dict[str, Any],
         path=request.path,
         query_string=meta.get("QUERY_STRING", ""),
         # META, not request.headers / request.COOKIES: those parse every header and cookie.
-        headers=headers_from_wsgi(meta),
+        headers=headers_from_wsgi(meta, forwarded_header),
         trusted_proxies=trusted_proxies,
+        forwarded_header=forwarded_header,
     )
 
 
-def context_for(request: HttpRequest, trusted_proxies: int = 0) -> DjangoRequestContext:
+def context_for(request: HttpRequest, options: RequestOptions) -> DjangoRequestContext:
     """The analytics context of ``request`` (ip, userAgent, locale, page, anonymous id, user),
     read from the request when the first message needs it."""
-    return DjangoRequestContext(request, trusted_proxies)
+    return DjangoRequestContext(request, options)

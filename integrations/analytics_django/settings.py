@@ -14,6 +14,9 @@ from typing import Any, Callable, Dict, List, Mapping, Tuple
 from django.conf import settings
 
 from analytics_core import Client
+from analytics_core.anonymous_cookie import check_cookie_domain
+from analytics_core.pageviews import compile_exclude
+from analytics_core.web import normalize_forwarded_header
 
 __all__ = ["CLIENT_OPTIONS", "CONFIG_DEFAULTS", "config_errors", "get_config", "user_config"]
 
@@ -60,10 +63,27 @@ CONFIG_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # Forwarding headers are trusted across this many proxy hops (0: the socket peer is the
         # client, so a client cannot spoof its IP).
         "TRUSTED_PROXIES": 0,
-        # A page() call for every successful HTML response.
+        # The one header those proxies write: X-Forwarded-For, or Forwarded (RFC 7239), or
+        # another that holds a list of addresses (X-Real-IP, CF-Connecting-IP, ...).
+        "FORWARDED_HEADER": "X-Forwarded-For",
+        # The request's user id: a callable (or its dotted path) taking the request; None reads
+        # request.user's primary key.
+        "USER_ID": None,
+        # Hand an anonymous id minted for a visitor without one to the browser as analytics.js's
+        # ajs_anonymous_id cookie (False: the id lives for that request only).
+        "ANONYMOUS_ID_COOKIE": True,
+        # That cookie's Domain attribute (".example.com" shares it with subdomains); None: none.
+        "ANONYMOUS_ID_COOKIE_DOMAIN": None,
+        # A page() call for every page a browser loads (see analytics_core.pageviews).
         "PAGEVIEWS": False,
+        # Paths that never make a page view; None: analytics_core.pageviews.DEFAULT_EXCLUDE plus
+        # STATIC_URL, MEDIA_URL and where the Django and Wagtail admins are mounted.
+        "PAGEVIEWS_EXCLUDE": None,
         # An identify() call on django.contrib.auth's user_logged_in signal.
         "IDENTIFY_ON_LOGIN": False,
+        # Deliver a request's events before its response goes out. None: only under runserver,
+        # whose autoreloader SIGKILLs the serving process when it is stopped with SIGTERM.
+        "FLUSH_EACH_REQUEST": None,
         # Insert the middleware at the top of settings.MIDDLEWARE when the app is ready.
         "AUTO_MIDDLEWARE": True,
     }
@@ -133,6 +153,38 @@ def _is_on_full(value: Any) -> bool:
     return value in ("drop", "block")
 
 
+def _is_optional_bool(value: Any) -> bool:
+    return value is None or isinstance(value, bool)
+
+
+def _is_callable_or_path(value: Any) -> bool:
+    return value is None or callable(value) or (isinstance(value, str) and bool(value))
+
+
+def _is_header_name(value: Any) -> bool:
+    try:
+        normalize_forwarded_header(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_cookie_domain(value: Any) -> bool:
+    try:
+        check_cookie_domain(value, "ANONYMOUS_ID_COOKIE_DOMAIN")
+    except ValueError:
+        return False
+    return True
+
+
+def _is_exclude(value: Any) -> bool:
+    try:
+        compile_exclude(value, "PAGEVIEWS_EXCLUDE")
+    except ValueError:
+        return False
+    return True
+
+
 _BOOL = (_is_bool, "a bool (True or False)")
 _COUNT = (_is_count, "an integer >= 1")
 _SECONDS = (_is_seconds, "a number of seconds >= 0")
@@ -164,8 +216,17 @@ SCHEMA: Mapping[str, Tuple[Callable[[Any], bool], str]] = MappingProxyType(
         "OAUTH_AUTH_SERVER": (_is_str, "a non-empty string (a URL)"),
         "OAUTH_SCOPE": (_is_str, "a non-empty string"),
         "TRUSTED_PROXIES": (_is_non_negative_int, "an integer >= 0"),
+        "FORWARDED_HEADER": (_is_header_name, "a header name such as 'X-Forwarded-For'"),
+        "USER_ID": (_is_callable_or_path, "a callable taking the request, a dotted path, or None"),
+        "ANONYMOUS_ID_COOKIE": _BOOL,
+        "ANONYMOUS_ID_COOKIE_DOMAIN": (_is_cookie_domain, "a domain ('.example.com') or None"),
         "PAGEVIEWS": _BOOL,
+        "PAGEVIEWS_EXCLUDE": (
+            _is_exclude,
+            "a list of path prefixes ('/static/') and compiled regexes, or None",
+        ),
         "IDENTIFY_ON_LOGIN": _BOOL,
+        "FLUSH_EACH_REQUEST": (_is_optional_bool, "True, False or None"),
         "AUTO_MIDDLEWARE": _BOOL,
     }
 )

@@ -10,7 +10,8 @@ import analytics_core
 from analytics_core.context import current_request_context
 
 from .configure import configure
-from .request_context import user_id_of
+from .options import clear_caches, get_options
+from .request_context import DjangoRequestContext, user_id_of
 from .settings import get_config
 
 __all__ = ["connect", "identify_on_login", "reload_settings"]
@@ -23,7 +24,10 @@ def reload_settings(setting: str, **kwargs: Any) -> None:
     forget the cached config and rebuild the client from the new one."""
     if setting == "ANALYTICS":
         get_config.cache_clear()
+        clear_caches()
         configure()
+    elif setting in ("STATIC_URL", "MEDIA_URL", "ROOT_URLCONF"):
+        clear_caches()  # the default page-view exclusions depend on them
 
 
 def login_traits(user: Any) -> Dict[str, str]:
@@ -44,19 +48,29 @@ def identify_on_login(sender: Any, request: Any = None, user: Any = None, **kwar
     """``user_logged_in`` receiver: identify the user who just logged in (if configured)."""
     if not get_config()["IDENTIFY_ON_LOGIN"]:
         return
-    user_id = user_id_of(user)
-    if user_id is None:
-        return
-    # The browser's anonymous id goes with it: that pair is what lets Segment merge what the
-    # visitor did before logging in into the user's history.
-    request_context = current_request_context()
-    anonymous_id = request_context.anonymous_id if request_context is not None else None
     try:
-        analytics_core.identify(
-            user_id=user_id, traits=login_traits(user), anonymous_id=anonymous_id
-        )
+        user_id = _logged_in_user_id(request, user)
+        if user_id is None:
+            return
+        # Inside the request the identify also carries the browser's anonymous id: that pair
+        # is what lets Segment merge what the visitor did before logging in into the user's
+        # history.
+        analytics_core.identify(user_id=user_id, traits=login_traits(user))
     except Exception:  # analytics must never make a login fail
         logger.exception("analytics_django: identify on login failed")
+
+
+def _logged_in_user_id(request: Any, user: Any) -> Any:
+    """The id the user who just logged in is known by: the ``USER_ID`` setting's answer for
+    the request (``login()`` has just set ``request.user``), else the user's primary key."""
+    context = current_request_context()
+    if (
+        isinstance(context, DjangoRequestContext)
+        and context.request is request
+        and get_options().user_id is not None
+    ):
+        return context.user_id
+    return user_id_of(user)
 
 
 def connect() -> None:

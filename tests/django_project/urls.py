@@ -17,4 +17,12 @@ urlpatterns = [
     path("login/", views.login_view, name="login"),
     path("alogin/", views.alogin_view, name="alogin"),
     path("pid/", views.pid, name="pid"),
+    path("track-twice/", views.track_twice),
+    path("identify/", views.identify_then_track),
+    path("set-user/", views.set_user_then_track),
+    path("own-cookie/", views.own_cookie),
+    path("properties/", views.tracked_properties),
+    path("aproperties/", views.atracked_properties),
+    path("member-login/", views.member_login),
+    path("login-tracked/", views.login_tracked),
 ]

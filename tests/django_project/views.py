@@ -9,7 +9,7 @@ import os
 from typing import Any, Dict
 
 from django.contrib.auth import authenticate, login
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 import analytics_core as analytics
 
@@ -103,3 +103,107 @@ async def alogin_view(request: HttpRequest) -> JsonResponse:
 def pid(request: HttpRequest) -> HttpResponse:
     """The id of the process that answered (tracks nothing)."""
     return HttpResponse(str(os.getpid()), content_type="text/plain")
+
+
+# -- identity (tests/test_django_identity.py) ---------------------------------------------------
+
+
+def track_twice(request: HttpRequest) -> JsonResponse:
+    """Two calls with no ids in one request: they must share one anonymous id."""
+    first = analytics.track(event="First Of Two")
+    second = analytics.track(event="Second Of Two")
+    return JsonResponse({"ok": first[0] and second[0]})
+
+
+def identify_then_track(request: HttpRequest) -> JsonResponse:
+    """``identify(user_id=...)`` with no login the integration can read, then a call with no ids."""
+    analytics.identify(user_id=request.GET["user_id"], traits={"plan": "pro"})
+    return _answer(analytics.track(event="After Identify"))
+
+
+def set_user_then_track(request: HttpRequest) -> JsonResponse:
+    """``analytics_core.set_user_id(...)`` (``?user_id=`` absent: None), then a call with no ids."""
+    assigned = analytics.set_user_id(request.GET.get("user_id"))
+    ok, message = analytics.track(event="After Set User")
+    return JsonResponse({"assigned": assigned, "ok": ok, "messageId": message["messageId"]})
+
+
+def own_cookie(request: HttpRequest) -> HttpResponse:
+    """Tracks with no ids (an id is minted) and sets ajs_anonymous_id itself: the app's wins."""
+    analytics.track(event="Own Cookie")
+    response = HttpResponse("ok", content_type="text/plain")
+    response.set_cookie("ajs_anonymous_id", "%22app-own-id%22", max_age=60)
+    return response
+
+
+def tracked_properties(request: HttpRequest) -> JsonResponse:
+    """Properties straight from the request body, as a careless view would pass them."""
+    ok, _ = analytics.track(event="Posted", properties=json.loads(request.body))
+    return JsonResponse({"ok": ok})
+
+
+async def atracked_properties(request: HttpRequest) -> JsonResponse:
+    """The async twin of ``tracked_properties``."""
+    ok, _ = analytics.track(event="Posted", properties=json.loads(request.body))
+    return JsonResponse({"ok": ok})
+
+
+def member_login(request: HttpRequest) -> HttpResponse:
+    """A custom login the integration cannot read: a member id in the session."""
+    request.session["member_id"] = request.GET["member"]
+    return HttpResponse("ok", content_type="text/plain")
+
+
+def login_tracked(request: HttpRequest) -> JsonResponse:
+    """Track before and after logging in (a visitor with no cookie: the first call mints)."""
+    analytics.track(event="Login Submitted")
+    user = authenticate(
+        request, username=request.POST["username"], password=request.POST["password"]
+    )
+    if user is None:
+        return JsonResponse({"ok": False}, status=403)
+    login(request, user)
+    return _answer(analytics.track(event="Signed In"))
+
+
+# -- page views (tests/test_django_pageviews.py, through site_urls.py) -------------------------
+
+
+def document(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """A whole HTML document, whatever the route."""
+    return HttpResponse(PAGE)
+
+
+def fragment(request: HttpRequest) -> HttpResponse:
+    """An HTML fragment (what htmx swaps in): not a page."""
+    return HttpResponse("<h1>Just a heading</h1><p>no document around it</p>")
+
+
+def plain_ok(request: HttpRequest) -> HttpResponse:
+    """A health-check style answer: Django's default content type is text/html, yet no page."""
+    return HttpResponse("ok")
+
+
+def no_content(request: HttpRequest) -> HttpResponse:
+    """204: never a page."""
+    return HttpResponse(status=204)
+
+
+def escaped_title(request: HttpRequest) -> HttpResponse:
+    """A title with entities and line breaks, as templates produce them."""
+    return HttpResponse("<!DOCTYPE html>\n<html><head><title>\n  Fish &amp; Chips\n</title>")
+
+
+def streamed(request: HttpRequest) -> StreamingHttpResponse:
+    """A streamed document: its body is not at hand, and it counts."""
+    return StreamingHttpResponse(iter([b"<!doctype html>", b"<title>Streamed</title>"]))
+
+
+async def astreamed(request: HttpRequest) -> StreamingHttpResponse:
+    """A streamed document from an async view, with an async iterator."""
+
+    async def chunks():
+        yield b"<!doctype html>"
+        yield b"<title>Streamed</title>"
+
+    return StreamingHttpResponse(chunks())
