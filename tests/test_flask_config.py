@@ -154,12 +154,64 @@ def test_a_value_of_the_wrong_type_is_an_error_naming_the_key(key, value):
     assert "analytics" not in app.extensions
 
 
-def test_an_unknown_key_is_an_error_with_a_suggestion():
-    app = Flask("typo")
-    app.config["ANALYTICS_WRITEKEY"] = "k"
-    with pytest.raises(
-        ConfigError, match="'ANALYTICS_WRITEKEY'.*did you mean 'ANALYTICS_WRITE_KEY'"
-    ):
+def test_an_unknown_key_is_a_warning_with_a_suggestion_and_the_app_starts(caplog):
+    # A typo, or the app's own setting that happens to share the prefix: either way the app
+    # must start; the warning names the key and the closest known one.
+    app = add_track_route(Flask("typo"))
+    app.config.update(
+        ANALYTICS_WRITEKEY="typo-key",
+        ANALYTICS_GOOGLE_ID="G-12345",
+        ANALYTICS_SEND=False,
+    )
+    with caplog.at_level(logging.WARNING, logger="segment"):
+        Analytics(app)
+    warnings = {
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "segment" and record.levelno == logging.WARNING
+    }
+    (typo,) = [text for text in warnings if "'ANALYTICS_WRITEKEY'" in text]
+    assert "did you mean 'ANALYTICS_WRITE_KEY'" in typo
+    assert "ignored" in typo
+    assert any("'ANALYTICS_GOOGLE_ID'" in text for text in warnings)
+    assert "typo-key" not in " ".join(warnings)  # a value is never echoed: it may be a secret
+    # Ignored: the misspelt key did not become the write key.
+    assert client_of(app).write_key is None
+    client = app.test_client()
+    client.set_cookie("ajs_anonymous_id", ajs_cookie("a1"))
+    assert client.get("/track").json["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("ANALYTICS_USER_ID", 42),
+        ("ANALYTICS_USER_ID", ""),
+        ("ANALYTICS_ANONYMOUS_ID_COOKIE", "yes"),
+        ("ANALYTICS_ANONYMOUS_ID_COOKIE_DOMAIN", "example.com; Secure"),
+        ("ANALYTICS_FORWARDED_HEADER", "X Forwarded For"),
+        ("ANALYTICS_FORWARDED_HEADER", None),
+        ("ANALYTICS_PAGEVIEWS_EXCLUDE", "/static/"),
+        ("ANALYTICS_PAGEVIEWS_EXCLUDE", ["static/"]),
+        ("ANALYTICS_PAGEVIEWS_EXCLUDE", [r"^/admin"]),
+    ],
+)
+def test_a_wrong_value_for_a_new_key_is_still_an_error(key, value):
+    app = Flask("bad-new-key")
+    app.config.update({"ANALYTICS_WRITE_KEY": "k", key: value})
+    with pytest.raises(ConfigError, match=key):
+        Analytics(app)
+    assert "analytics" not in app.extensions
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [("tests.no_such_module.resolver", "cannot import"), (f"{__name__}.NOT_CALLABLE", "callable")],
+)
+def test_a_user_id_resolver_that_cannot_be_imported_is_an_error(path, problem):
+    app = Flask("user-id")
+    app.config.update(ANALYTICS_WRITE_KEY="k", ANALYTICS_USER_ID=path)
+    with pytest.raises(ConfigError, match=f"ANALYTICS_USER_ID.*{problem}"):
         Analytics(app)
 
 

@@ -85,28 +85,60 @@ FORGED = {"X-Forwarded-For": "6.6.6.6", "Forwarded": "for=7.7.7.7"}
 
 
 @pytest.mark.parametrize(
-    ("trusted_proxies", "headers", "ip"),
+    ("trusted_proxies", "header", "headers", "ip"),
     [
-        pytest.param(0, FORGED, "10.0.0.1", id="no-trust-ignores-forged-headers"),
+        pytest.param(0, "X-Forwarded-For", FORGED, "10.0.0.1", id="no-trust-ignores-forged"),
         pytest.param(
-            1, {"X-Forwarded-For": "6.6.6.6, 203.0.113.9"}, "203.0.113.9", id="one-hop-right-most"
+            1,
+            "X-Forwarded-For",
+            {"X-Forwarded-For": "6.6.6.6, 203.0.113.9"},
+            "203.0.113.9",
+            id="one-hop-right-most",
         ),
         pytest.param(
-            2, {"X-Forwarded-For": "6.6.6.6, 203.0.113.9, 10.0.0.2"}, "203.0.113.9", id="two-hops"
+            2,
+            "X-Forwarded-For",
+            {"X-Forwarded-For": "6.6.6.6, 203.0.113.9, 10.0.0.2"},
+            "203.0.113.9",
+            id="two-hops",
         ),
         pytest.param(
             1,
+            "Forwarded",
             {"Forwarded": 'for=6.6.6.6, for="[2001:db8::17]:4711";proto=https'},
             "2001:db8::17",
             id="forwarded-header",
         ),
-        pytest.param(1, {}, "10.0.0.1", id="trusted-but-no-header"),
+        pytest.param(
+            1,
+            "Forwarded",
+            {"X-Forwarded-For": "6.6.6.6", "Forwarded": "for=203.0.113.9"},
+            "203.0.113.9",
+            id="only-the-configured-header",
+        ),
+        pytest.param(
+            1,
+            "X-Real-IP",
+            {"X-Forwarded-For": "6.6.6.6", "X-Real-IP": "203.0.113.9"},
+            "203.0.113.9",
+            id="another-header",
+        ),
+        pytest.param(
+            1,
+            "X-Forwarded-For",
+            {"X-Forwarded-For": '"[6.6.6.6], 203.0.113.9'},
+            "203.0.113.9",
+            id="unbalanced-quote",
+        ),
+        pytest.param(1, "X-Forwarded-For", {}, "10.0.0.1", id="trusted-but-no-header"),
     ],
 )
 def test_the_ip_trusts_forwarding_headers_only_across_configured_hops(
-    make_app, collector, trusted_proxies, headers, ip
+    make_app, collector, trusted_proxies, header, headers, ip
 ):
-    app = add_track_route(make_app(ANALYTICS_TRUSTED_PROXIES=trusted_proxies))
+    app = add_track_route(
+        make_app(ANALYTICS_TRUSTED_PROXIES=trusted_proxies, ANALYTICS_FORWARDED_HEADER=header)
+    )
     client = app.test_client()
     client.set_cookie("ajs_anonymous_id", ajs_cookie("a1"))
     client.get("/track", headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.1"})
@@ -157,7 +189,8 @@ def test_malformed_headers_never_raise(make_app, collector):
     assert response.status_code == 200
     (event,) = delivered(collector, app)
     context = event["context"]
-    assert "ip" not in context  # the trusted hop wrote garbage: no IP rather than a wrong one
+    # The trusted hop wrote garbage: the socket peer, never a value of the client's choosing.
+    assert context["ip"] == "127.0.0.1"
     assert "locale" not in context
     assert "userAgent" not in context
     assert "referrer" not in context["page"]
@@ -228,8 +261,8 @@ def test_explicit_ids_win_over_the_cookie(app, collector):
     client.post("/track", json={"user_id": "explicit-user"})
     client.post("/track", json={"anonymous_id": "explicit-anon"})
     first, second = delivered(collector, app, count=2)
-    assert first["userId"] == "explicit-user"
-    assert "anonymousId" not in first
+    # Key by key: an explicit user id keeps the cookie's anonymous id (the identity stitch).
+    assert (first["userId"], first["anonymousId"]) == ("explicit-user", "from-cookie")
     assert second["anonymousId"] == "explicit-anon"
     assert "userId" not in second
 

@@ -38,15 +38,27 @@ default): ``ANALYTICS_<OPTION>`` for every ``analytics_core.Client`` option (``W
 
 - ``ANALYTICS_TRUSTED_PROXIES`` (0): proxy hops whose ``X-Forwarded-For`` / ``Forwarded`` entries
   are believed. 0 means the socket peer is the client's IP, whatever the headers say.
-- ``ANALYTICS_PAGEVIEWS`` (False): a ``page`` call for every 2xx HTML response.
+- ``ANALYTICS_FORWARDED_HEADER`` ("X-Forwarded-For"): the one header those proxies write
+  (``"Forwarded"`` is read as RFC 7239); every other forwarding header is ignored.
+- ``ANALYTICS_USER_ID`` (None): a callable taking the request (or its dotted path) that returns
+  the user's id; None reads Flask-Login's user (its stable ``id``, else ``get_id()``).
+- ``ANALYTICS_ANONYMOUS_ID_COOKIE`` (True): a visitor without ids whose request made a call gets
+  the anonymous id minted for it as analytics.js's ``ajs_anonymous_id`` cookie;
+  ``ANALYTICS_ANONYMOUS_ID_COOKIE_DOMAIN`` (None) is that cookie's Domain.
+- ``ANALYTICS_PAGEVIEWS`` (False): a ``page`` call for every page a browser loads (an HTML
+  document; see ``analytics_core.pageviews``), named after its URL rule.
+- ``ANALYTICS_PAGEVIEWS_EXCLUDE`` (None): path prefixes and compiled regexes that never make a
+  page view; None is ``analytics_core.pageviews.DEFAULT_EXCLUDE`` plus the app's static path.
 - ``ANALYTICS_IDENTIFY_ON_LOGIN`` (False): an ``identify`` call when Flask-Login logs a user in,
   with the user's ``email`` and ``name`` as traits when it has them.
 - ``ANALYTICS_FLUSH_EACH_REQUEST`` (None): deliver a request's events before its response is sent
   (waiting at most ``ANALYTICS_TIMEOUT``). None means: only under the Werkzeug development
   server, which a SIGTERM stops without giving the client a chance to deliver at exit.
 
-An unknown ``ANALYTICS_*`` key or a value of the wrong type raises :class:`ConfigError` (a
-``ValueError``) naming the key. A missing write key only logs a warning: nothing is sent.
+A value of the wrong type for a known key raises :class:`ConfigError` (a ``ValueError``) naming
+the key; an unknown ``ANALYTICS_*`` key (a typo, or the app's own ``ANALYTICS_GOOGLE_ID``) only
+logs a warning with the closest known name. A missing write key only logs a warning: nothing is
+sent.
 
 Logging goes to the ``segment`` logger. ``ANALYTICS_DEBUG = True`` sets it to DEBUG (with a
 handler if it has none); to choose the format and destination yourself::

@@ -1,8 +1,10 @@
 """The ``ANALYTICS_*`` keys of ``app.config``: their defaults, their types, and reading them.
 
-Misconfiguration is reported at ``init_app`` by :class:`ConfigError`, naming the key, rather than
-by a surprise on the first event: an unknown ``ANALYTICS_*`` key (usually a typo) and a value of
-the wrong type are both errors. A missing write key is the one exception (see the extension).
+A value of the wrong type for a known key is reported at ``init_app`` by :class:`ConfigError`,
+naming the key, rather than by a surprise on the first event. An unknown ``ANALYTICS_*`` key
+only gets a warning with the closest known name: it may be a typo, but it may as well be the
+app's own setting (``ANALYTICS_GOOGLE_ID``), and an app must not fail to start for it. A
+missing write key only warns too (see the extension).
 """
 
 import difflib
@@ -15,6 +17,9 @@ from typing import Any, Callable, Dict, List, Mapping, Tuple
 from werkzeug.utils import import_string
 
 from analytics_core import Client, ValidationError
+from analytics_core.anonymous_cookie import check_cookie_domain
+from analytics_core.pageviews import compile_exclude
+from analytics_core.web import normalize_forwarded_header
 
 __all__ = [
     "CLIENT_OPTIONS",
@@ -56,6 +61,8 @@ CLIENT_OPTIONS: Tuple[str, ...] = (
 )
 """The ``analytics_core.Client`` keywords; each is read from ``ANALYTICS_<KEYWORD>``."""
 
+logger = logging.getLogger("segment")
+
 _OAUTH_KEYS = ("ANALYTICS_OAUTH_CLIENT_ID", "ANALYTICS_OAUTH_CLIENT_KEY", "ANALYTICS_OAUTH_KEY_ID")
 # Values never echoed in an error message: they are credentials.
 _SECRET_KEYS = frozenset({"ANALYTICS_WRITE_KEY", "ANALYTICS_OAUTH_CLIENT_KEY"})
@@ -78,8 +85,22 @@ CONFIG_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # Forwarding headers are trusted across this many proxy hops. 0: the socket peer is the
         # client, so a client cannot choose the IP its events carry.
         "ANALYTICS_TRUSTED_PROXIES": 0,
-        # A page() call for every successful (2xx) HTML response.
+        # The one header those proxies write: X-Forwarded-For, or Forwarded (RFC 7239), or
+        # another that holds a list of addresses (X-Real-IP, CF-Connecting-IP, ...).
+        "ANALYTICS_FORWARDED_HEADER": "X-Forwarded-For",
+        # The request's user id: a callable (or its dotted path) taking the request. None: the
+        # Flask-Login user's stable id (its `id` attribute, else get_id()).
+        "ANALYTICS_USER_ID": None,
+        # Hand an anonymous id minted for a visitor without one to the browser as analytics.js's
+        # ajs_anonymous_id cookie (False: the id lives for that request only).
+        "ANALYTICS_ANONYMOUS_ID_COOKIE": True,
+        # That cookie's Domain attribute (".example.com" shares it with subdomains); None: none.
+        "ANALYTICS_ANONYMOUS_ID_COOKIE_DOMAIN": None,
+        # A page() call for every page a browser loads (see analytics_core.pageviews).
         "ANALYTICS_PAGEVIEWS": False,
+        # Paths that never make a page view; None: analytics_core.pageviews.DEFAULT_EXCLUDE plus
+        # the app's static_url_path.
+        "ANALYTICS_PAGEVIEWS_EXCLUDE": None,
         # An identify() call on Flask-Login's user_logged_in signal.
         "ANALYTICS_IDENTIFY_ON_LOGIN": False,
         # Deliver a request's events before its response goes out. None: only under the Werkzeug
@@ -141,6 +162,21 @@ def _is_on_full(value: Any) -> bool:
     return value in ("drop", "block")
 
 
+def _is_callable_or_path(value: Any) -> bool:
+    return value is None or callable(value) or (isinstance(value, str) and bool(value))
+
+
+def _accepted_by(check: Callable[[Any], Any]) -> Callable[[Any], bool]:
+    def accepts(value: Any) -> bool:
+        try:
+            check(value)
+        except (TypeError, ValueError):
+            return False
+        return True
+
+    return accepts
+
+
 _BOOL = (_is_bool, "True or False")
 _COUNT = (_is_int(1), "an integer >= 1")
 _SECONDS = (_is_seconds, "a number of seconds >= 0")
@@ -173,7 +209,24 @@ _SCHEMA: Mapping[str, Tuple[Callable[[Any], bool], str]] = MappingProxyType(
         "ANALYTICS_OAUTH_AUTH_SERVER": (_is_str, "a non-empty string (a URL)"),
         "ANALYTICS_OAUTH_SCOPE": (_is_str, "a non-empty string"),
         "ANALYTICS_TRUSTED_PROXIES": (_is_int(0), "an integer >= 0"),
+        "ANALYTICS_FORWARDED_HEADER": (
+            _accepted_by(normalize_forwarded_header),
+            "a header name such as 'X-Forwarded-For'",
+        ),
+        "ANALYTICS_USER_ID": (
+            _is_callable_or_path,
+            "a callable taking the request, a dotted path to one, or None",
+        ),
+        "ANALYTICS_ANONYMOUS_ID_COOKIE": _BOOL,
+        "ANALYTICS_ANONYMOUS_ID_COOKIE_DOMAIN": (
+            _accepted_by(lambda value: check_cookie_domain(value, "")),
+            "a domain such as '.example.com', or None",
+        ),
         "ANALYTICS_PAGEVIEWS": _BOOL,
+        "ANALYTICS_PAGEVIEWS_EXCLUDE": (
+            _accepted_by(lambda value: compile_exclude(value, "")),
+            "a list of path prefixes ('/static/') and compiled regexes, or None",
+        ),
         "ANALYTICS_IDENTIFY_ON_LOGIN": _BOOL,
         "ANALYTICS_FLUSH_EACH_REQUEST": (_is_optional_bool, "True, False or None"),
     }
@@ -184,13 +237,17 @@ assert set(_SCHEMA) == set(CONFIG_DEFAULTS), "every key needs a default and a ty
 # -- reading -----------------------------------------------------------------------------------
 
 
-def _unknown(key: str, where: str, known: List[str]) -> ConfigError:
+def _unknown_text(key: str, where: str, known: List[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return ConfigError(
+    return (
         f"{where} has an unknown key {key!r}{hint} "
         "(analytics_flask.CONFIG_DEFAULTS lists the known ones)"
     )
+
+
+def _unknown(key: str, where: str, known: List[str]) -> ConfigError:
+    return ConfigError(_unknown_text(key, where, known))
 
 
 def override_keys(overrides: Mapping[str, Any]) -> Dict[str, Any]:
@@ -217,26 +274,41 @@ def read(app_config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Dict[st
     for key, value in app_config.items():
         if isinstance(key, str) and key.startswith(PREFIX):
             if key not in CONFIG_DEFAULTS:
-                raise _unknown(key, "app.config", list(CONFIG_DEFAULTS))
+                # Perhaps a typo, perhaps the app's own setting: say so, and start anyway.
+                logger.warning(
+                    "analytics_flask: %s; it is ignored",
+                    _unknown_text(key, "app.config", list(CONFIG_DEFAULTS)),
+                )
+                continue
             config[key] = value
     config.update(overrides)
     for key, value in config.items():
         check, expected = _SCHEMA[key]
         if not check(value):
             raise ConfigError(f"{key} must be {expected}, got {_shown(key, value)}")
-    on_error = config["ANALYTICS_ON_ERROR"]
-    if isinstance(on_error, str):
-        try:
-            config["ANALYTICS_ON_ERROR"] = import_string(on_error)
-        except ImportError as error:
-            raise ConfigError(f"ANALYTICS_ON_ERROR: cannot import {on_error!r}: {error}") from None
-        if not callable(config["ANALYTICS_ON_ERROR"]):
-            raise ConfigError(f"ANALYTICS_ON_ERROR: {on_error!r} is not callable")
+    for key in ("ANALYTICS_ON_ERROR", "ANALYTICS_USER_ID"):
+        config[key] = _imported(key, config[key])
+    config["ANALYTICS_FORWARDED_HEADER"] = normalize_forwarded_header(
+        config["ANALYTICS_FORWARDED_HEADER"]
+    )
     oauth = [key for key in _OAUTH_KEYS if config[key]]
     if oauth and len(oauth) != len(_OAUTH_KEYS):
         missing = [key for key in _OAUTH_KEYS if key not in oauth]
         raise ConfigError(f"OAuth needs all of {', '.join(_OAUTH_KEYS)}; missing {missing}")
     return config
+
+
+def _imported(key: str, value: Any) -> Any:
+    """``value``, imported if it is a dotted path; it must be callable."""
+    if not isinstance(value, str):
+        return value
+    try:
+        imported = import_string(value)
+    except ImportError as error:
+        raise ConfigError(f"{key}: cannot import {value!r}: {error}") from None
+    if not callable(imported):
+        raise ConfigError(f"{key}: {value!r} is not callable")
+    return imported
 
 
 def client_options(config: Mapping[str, Any]) -> Dict[str, Any]:

@@ -1,6 +1,7 @@
 """The ``Analytics`` extension: ``Analytics(app)`` or ``Analytics()`` + ``init_app(app)``."""
 
 import logging
+import weakref
 from typing import Any, Dict, Optional, Tuple
 
 from flask import Flask, current_app, has_app_context
@@ -51,6 +52,8 @@ class Analytics:
 
     def __init__(self, app: Optional[Flask] = None, **overrides: Any) -> None:
         self._overrides = settings.override_keys(overrides)
+        # Each app's state; weak, so an app the program dropped is not kept alive by us.
+        self._states: weakref.WeakKeyDictionary[Flask, AppState] = weakref.WeakKeyDictionary()
         # Only for calls made outside any application context (a script, a thread) when the app
         # was given here; inside one, current_app decides.
         self._app: Optional[Flask] = None
@@ -61,8 +64,9 @@ class Analytics:
     def init_app(self, app: Flask) -> None:
         """Read ``app``'s ``ANALYTICS_*`` config, build its client and install the request hooks.
 
-        Raises :class:`~analytics_flask.ConfigError` (a ``ValueError``) naming the key when a key
-        is unknown or has the wrong type, and ``RuntimeError`` if ``app`` already has one.
+        Raises :class:`~analytics_flask.ConfigError` (a ``ValueError``) naming the key when a
+        known key has the wrong type (an unknown ``ANALYTICS_*`` key only logs a warning), and
+        ``RuntimeError`` if ``app`` already has one.
         """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(
@@ -75,8 +79,11 @@ class Analytics:
                 "ANALYTICS_IDENTIFY_ON_LOGIN needs Flask-Login (pip install Flask-Login)"
             )
         client = _build_client(settings.client_options(config), app)
-        state = AppState(self, client, config)
-        app.extensions[EXTENSION_KEY] = state
+        state = AppState(self, client, config, app.static_url_path)
+        self._states[app] = state
+        # The extension object itself, as Flask's extension guide says: in a factory-pattern
+        # app, current_app.extensions["analytics"].track(...) is this object's track().
+        app.extensions[EXTENSION_KEY] = self
         RequestHooks(state).install(app)
         if state.identify_on_login:
             login.connect_identify_on_login()
@@ -85,10 +92,13 @@ class Analytics:
 
     def _state(self) -> AppState:
         app = current_app._get_current_object() if has_app_context() else self._app
+        if app is None and len(self._states) == 1:
+            # Outside any application context (a script, a thread) with only one app: it.
+            app = next(iter(self._states.keys()))
         if app is None:
             raise RuntimeError(
-                "analytics_flask: no application context; use `with app.app_context():` or "
-                "pass the app to Analytics(app)"
+                "analytics_flask: no application context, and this Analytics object serves "
+                f"{len(self._states)} apps; use `with app.app_context():`"
             )
         state = state_of(app)
         if state is None:

@@ -21,11 +21,13 @@ from typing import Optional
 
 from flask import Flask, Response, request
 
+from analytics_core.anonymous_cookie import COOKIE_MAX_AGE, cookie_value, sets_anonymous_id_cookie
 from analytics_core.context import (
     current_request_context,
     reset_request_context,
     set_request_context,
 )
+from analytics_core.web import ANONYMOUS_ID_COOKIE
 
 from .pageviews import is_page_view, record_page_view
 from .request_context import FlaskRequestContext, context_for
@@ -88,6 +90,34 @@ class _Active:
         self.context = None
 
 
+def _is_page_view(state: AppState, response: Response) -> bool:
+    try:
+        return is_page_view(state, request, response)
+    except Exception:  # a page view is not worth a failed response
+        logger.exception("analytics_flask: could not tell whether this is a page view")
+        return False
+
+
+def _set_anonymous_id_cookie(response: Response, anonymous_id: str, domain: Optional[str]) -> None:
+    """analytics.js's cookie, as :mod:`analytics_core.anonymous_cookie` describes it, unless
+    the app set it itself."""
+    try:
+        if any(sets_anonymous_id_cookie(value) for value in response.headers.getlist("Set-Cookie")):
+            return
+        response.set_cookie(
+            ANONYMOUS_ID_COOKIE,
+            cookie_value(anonymous_id),
+            max_age=COOKIE_MAX_AGE,
+            path="/",
+            domain=domain,
+            secure=request.is_secure,
+            httponly=False,  # analytics.js in the page reads it
+            samesite="Lax",
+        )
+    except Exception:  # the response goes out without the cookie rather than not at all
+        logger.exception("analytics_flask: could not set the ajs_anonymous_id cookie")
+
+
 def _current_active() -> Optional[_Active]:
     """The current request's :class:`_Active`, if its context was set.
 
@@ -106,7 +136,11 @@ class RequestHooks:
     def install(self, app: Flask) -> None:
         """Register the three hooks on ``app``."""
         app.before_request(self.before_request)
-        app.after_request(self.after_request)
+        # Flask runs after_request functions last-registered first: put ours first in the list,
+        # so it runs after every other one, whenever the app or an extension registered it.
+        # Then a track() in an app's own after_request still gets the cookie for its minted id,
+        # and an ajs_anonymous_id cookie the app sets there is seen (and left alone).
+        app.after_request_funcs.setdefault(None, []).insert(0, self.after_request)
         app.teardown_request(self.teardown_request)
 
     def before_request(self) -> None:
@@ -117,7 +151,7 @@ class RequestHooks:
             # current request later, to never read another request's user (and an attribute
             # read through the proxy costs about 3 µs: see _current_active).
             current = request._get_current_object()  # type: ignore[attr-defined]
-            context = context_for(current, state.client, state.trusted_proxies)
+            context = context_for(current, state)
         except Exception:  # a broken request must get the app's own answer, not ours
             logger.exception("analytics_flask: could not build the request's context")
             return
@@ -129,12 +163,17 @@ class RequestHooks:
         environ[_ENVIRON_KEY] = _Active(context, token, state.flush_timeout if flush else None)
 
     def after_request(self, response: Response) -> Response:
-        """Record the page view, and keep the context for a streamed body until it is closed."""
+        """Record the page view, hand a minted anonymous id to the browser, and keep the
+        context for a streamed body until it is closed."""
         active = _current_active()
         if active is None:
             return response
-        if self.state.pageviews and is_page_view(response):
-            record_page_view(self.state.client, request, active.context)
+        state = self.state
+        context = active.context
+        if state.pageviews and _is_page_view(state, response):
+            record_page_view(state.client, request, response, context)
+        if state.cookie and context is not None and context.minted_anonymous_id is not None:
+            _set_anonymous_id_cookie(response, context.minted_anonymous_id, state.cookie_domain)
         # Only a generator body runs the app's code after teardown. Other streamed bodies (an
         # HTTPException's, send_file's) run none, and a direct_passthrough one reaches the server
         # without the wrapper that calls the response's close hooks: those end at teardown.

@@ -1,7 +1,7 @@
 """Flask apps with the extension, pointed at the test collector, for the in-process tests."""
 
 import json
-from typing import Any, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import quote
 
 from analytics_flask import Analytics
@@ -39,11 +39,21 @@ class AppFactory:
         self.apps: List[Flask] = []
 
     def __call__(
-        self, name: str = "app", analytics: Optional[Analytics] = None, **config: Any
+        self,
+        name: str = "app",
+        analytics: Optional[Analytics] = None,
+        flask_options: Optional[Dict[str, Any]] = None,
+        before_init: Optional[Callable[[Flask], Any]] = None,
+        **config: Any,
     ) -> Flask:
-        app = Flask(name)
+        """An app named ``name`` (``flask_options`` go to ``Flask()``: a static folder, say)
+        with ``config`` and the extension (``analytics``, or a new ``Analytics()``);
+        ``before_init(app)`` runs first, for hooks an app registers before its extensions."""
+        app = Flask(name, **(flask_options or {}))
         app.config.update(ANALYTICS_WRITE_KEY=WRITE_KEY, ANALYTICS_HOST=self.host)
         app.config.update(config)
+        if before_init is not None:
+            before_init(app)
         (analytics or Analytics()).init_app(app)
         self.apps.append(app)
         return app
