@@ -64,27 +64,45 @@ def middleware(**options):
 
 
 @pytest.mark.parametrize(
-    ("trusted_proxies", "headers", "expected"),
+    ("trusted_proxies", "header", "headers", "expected"),
     [
         # No trusted proxy: whatever the headers claim, the socket peer is the client.
-        (0, [(b"x-forwarded-for", b"6.6.6.6")], "198.51.100.1"),
-        (0, [(b"forwarded", b"for=6.6.6.6")], "198.51.100.1"),
+        (0, "X-Forwarded-For", [(b"x-forwarded-for", b"6.6.6.6")], "198.51.100.1"),
+        (0, "Forwarded", [(b"forwarded", b"for=6.6.6.6")], "198.51.100.1"),
         # One proxy: it appended the peer it saw, the right-most entry; the rest is forgeable.
-        (1, [(b"x-forwarded-for", b"6.6.6.6, 203.0.113.9")], "203.0.113.9"),
-        (2, [(b"x-forwarded-for", b"6.6.6.6, 203.0.113.9, 10.0.0.2")], "203.0.113.9"),
+        (1, "X-Forwarded-For", [(b"x-forwarded-for", b"6.6.6.6, 203.0.113.9")], "203.0.113.9"),
+        (
+            2,
+            "X-Forwarded-For",
+            [(b"x-forwarded-for", b"6.6.6.6, 203.0.113.9, 10.0.0.2")],
+            "203.0.113.9",
+        ),
         (
             1,
+            "Forwarded",
             [(b"forwarded", b'for=6.6.6.6, for="[2001:db8::17]:4711";proto=https')],
             "2001:db8::17",
         ),
+        # Only the header the proxy writes is read: the client's own other one is ignored.
+        (
+            1,
+            "Forwarded",
+            [(b"x-forwarded-for", b"6.6.6.6"), (b"forwarded", b"for=203.0.113.9")],
+            "203.0.113.9",
+        ),
         # Proxies promised, no header sent: the peer is the best there is.
-        (1, [], "198.51.100.1"),
-        # A forwarded entry that is no address leaves the ip out rather than guess.
-        (1, [(b"x-forwarded-for", b"unknown")], None),
+        (1, "X-Forwarded-For", [], "198.51.100.1"),
+        # A trusted entry that is no address: the peer, never a guess.
+        (1, "X-Forwarded-For", [(b"x-forwarded-for", b"unknown")], "198.51.100.1"),
+        # The client's unbalanced quote does not swallow what the proxy appended.
+        (1, "X-Forwarded-For", [(b"x-forwarded-for", b'"[6.6.6.6], 203.0.113.9')], "203.0.113.9"),
+        (1, "Forwarded", [(b"forwarded", b'for="[6.6.6.6], for=203.0.113.9')], "203.0.113.9"),
+        # A zone id carries text of the client's choosing: refused.
+        (1, "X-Forwarded-For", [(b"x-forwarded-for", b"::1%<img src=x>")], "198.51.100.1"),
     ],
 )
-def test_client_ip_and_trusted_proxies(trusted_proxies, headers, expected):
-    app, recorder = middleware(trusted_proxies=trusted_proxies)
+def test_client_ip_and_trusted_proxies(trusted_proxies, header, headers, expected):
+    app, recorder = middleware(trusted_proxies=trusted_proxies, forwarded_header=header)
     run(app, http_scope(headers=[(b"host", b"shop.test"), *headers]))
     assert recorder.last.get("ip") == expected
 

@@ -158,8 +158,9 @@ def test_explicit_user_id_wins_over_the_scope_user(collector, clients):
         ("Explicit", "given-user"),
         ("Logged In", "just-logged-in"),
     ]
-    # An explicit user id is an explicit identity: the request's anonymous id is not added.
-    assert "anonymousId" not in events[0]
+    # Key by key: the explicit user id keeps the request's anonymous id (the stitch Segment
+    # needs to join the visitor's anonymous history to the user).
+    assert events[0]["anonymousId"] == "anon-u"
 
 
 def test_a_resolver_that_raises_is_logged_and_gives_no_user(collector, clients, caplog):

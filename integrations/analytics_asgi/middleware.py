@@ -1,17 +1,25 @@
 """``SegmentMiddleware``: per-request analytics context and delivery at shutdown, pure ASGI."""
 
 import logging
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Union
 
 import analytics_core
 from analytics_core import Client
 from analytics_core.client import ErrorHandler
 from analytics_core.context import reset_request_context, set_request_context
+from analytics_core.pageviews import ExcludeRule
 
 from .asgi_types import ASGIApp, Receive, Scope, Send
 from .lifespan import run_lifespan
-from .options import check_middleware_options, choose_client
-from .pageviews import recording_page_views
+from .options import (
+    check_middleware_options,
+    choose_client,
+    cookie_domain_option,
+    forwarded_header_option,
+    pageviews_exclude_option,
+    user_id_from_scope_option,
+)
+from .responses import CookieOptions, responding
 from .scope_context import context_for_scope
 from .threads import run_blocking
 from .users import UserIdFromScope, user_id_from_scope_user
@@ -45,12 +53,22 @@ class SegmentMiddleware:
 
     Options of the middleware itself:
 
-    - ``trusted_proxies`` (0): proxy hops whose ``X-Forwarded-For`` / ``Forwarded`` entries are
-      believed. 0 means the socket peer is the client's IP, whatever the headers say.
-    - ``pageviews`` (False): a ``page`` call for every 2xx ``text/html`` response.
-    - ``user_id_from_scope``: ``scope -> user id or None``, called whenever a message is built
-      without ids. The default reads ``scope["user"]`` as Starlette's AuthenticationMiddleware
-      sets it: its ``identity``, ``id`` or ``pk``, if authenticated.
+    - ``trusted_proxies`` (0): proxy hops whose ``forwarded_header`` entries are believed. 0
+      means the socket peer is the client's IP, whatever the headers say (but see the README on
+      uvicorn's own ``--forwarded-allow-ips``).
+    - ``forwarded_header`` (``"X-Forwarded-For"``): the one header those proxies write;
+      ``"Forwarded"`` (RFC 7239) or another list of addresses (``"X-Real-IP"``).
+    - ``user_id_from_scope``: ``scope -> user id or None`` (or its dotted path), called
+      whenever a message is built without ids. The default reads ``scope["user"]`` as
+      Starlette's AuthenticationMiddleware sets it: its ``identity``, ``id`` or ``pk``, if
+      authenticated. For FastAPI's dependency-based auth, call
+      ``analytics_core.set_user_id(user.id)`` in the dependency instead.
+    - ``anonymous_id_cookie`` (True): hand an anonymous id minted for a visitor without one to
+      the browser as analytics.js's ``ajs_anonymous_id`` cookie; ``anonymous_id_cookie_domain``
+      (None) its Domain attribute.
+    - ``pageviews`` (False): a ``page`` call for every page a browser loads
+      (:mod:`analytics_core.pageviews`); ``pageviews_exclude`` (None: the defaults, plus
+      FastAPI's documentation pages) the paths that never make one.
 
     Bad options raise :class:`analytics_core.ValidationError` (a ValueError) naming the option.
     """
@@ -61,8 +79,12 @@ class SegmentMiddleware:
         *,
         client: Optional[Client] = None,
         trusted_proxies: int = 0,
+        forwarded_header: str = "X-Forwarded-For",
         pageviews: bool = False,
-        user_id_from_scope: Optional[UserIdFromScope] = None,
+        pageviews_exclude: Optional[Sequence[ExcludeRule]] = None,
+        user_id_from_scope: Union[UserIdFromScope, str, None] = None,
+        anonymous_id_cookie: bool = True,
+        anonymous_id_cookie_domain: Optional[str] = None,
         write_key: Optional[str] = None,
         host: Optional[str] = None,
         debug: Optional[bool] = None,
@@ -92,11 +114,18 @@ class SegmentMiddleware:
             raise analytics_core.ValidationError(
                 f"SegmentMiddleware: app must be an ASGI callable, got {app!r}"
             )
-        check_middleware_options(trusted_proxies, pageviews, user_id_from_scope)
+        check_middleware_options(trusted_proxies, pageviews, anonymous_id_cookie)
         self.app = app
         self.trusted_proxies = int(trusted_proxies)
+        self.forwarded_header = forwarded_header_option(forwarded_header)
         self.pageviews = pageviews
-        self.user_id_from_scope: UserIdFromScope = user_id_from_scope or user_id_from_scope_user
+        self.pageviews_exclude = pageviews_exclude_option(pageviews_exclude)
+        self.user_id_from_scope: UserIdFromScope = (
+            user_id_from_scope_option(user_id_from_scope) or user_id_from_scope_user
+        )
+        self.cookie = CookieOptions(
+            anonymous_id_cookie, cookie_domain_option(anonymous_id_cookie_domain)
+        )
         # None when the middleware uses analytics_core's default client.
         self.client: Optional[Client] = choose_client(
             client,
@@ -148,18 +177,38 @@ class SegmentMiddleware:
                 trusted_proxies=self.trusted_proxies,
                 client=self.client,
                 user_id_from_scope=self.user_id_from_scope,
+                forwarded_header=self.forwarded_header,
             )
         except Exception:  # a request we cannot describe still gets the app's own answer
             logger.exception("analytics_asgi: could not build the request's context")
             await self.app(scope, receive, send)
             return
-        if self.pageviews and scope["type"] == "http":
-            send = recording_page_views(send, self._target, scope, context)
+        release = None
+        if scope["type"] == "http":
+            send, release = responding(
+                send,
+                scope,
+                context,
+                target=self._target,
+                pageviews=self.pageviews,
+                exclude=self.pageviews_exclude,
+                cookie=self.cookie,
+            )
         # The app's tasks (a streamed body, background tasks, a threadpool for sync endpoints)
         # start from a copy of this context, so they carry the request's context too.
         token = set_request_context(context)
         try:
             await self.app(scope, receive, send)
+        except Exception:
+            if release is not None:
+                try:
+                    await release()
+                except Exception:  # the app's own exception is the one the server must see
+                    logger.debug("analytics_asgi: a held response start could not be sent")
+            raise
+        else:
+            if release is not None:
+                await release()
         finally:
             reset_request_context(token)
 

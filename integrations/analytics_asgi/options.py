@@ -1,13 +1,25 @@
 """Checking the middleware's options once, and choosing the client its requests use."""
 
+import importlib
 import inspect
 import logging
 import numbers
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from analytics_core import Client, ValidationError
+from analytics_core.anonymous_cookie import check_cookie_domain
+from analytics_core.pageviews import ExcludeRule, compile_exclude
+from analytics_core.web import normalize_forwarded_header
 
-__all__ = ["CLIENT_OPTIONS", "check_middleware_options", "choose_client"]
+__all__ = [
+    "CLIENT_OPTIONS",
+    "check_middleware_options",
+    "choose_client",
+    "cookie_domain_option",
+    "forwarded_header_option",
+    "pageviews_exclude_option",
+    "user_id_from_scope_option",
+]
 
 # Every keyword analytics_core.Client takes, in its order: the middleware accepts them all.
 CLIENT_OPTIONS: Tuple[str, ...] = tuple(
@@ -37,7 +49,9 @@ def _fail(message: str) -> ValidationError:
     return ValidationError(f"SegmentMiddleware: {message}")
 
 
-def check_middleware_options(trusted_proxies: Any, pageviews: Any, user_id_from_scope: Any) -> None:
+def check_middleware_options(
+    trusted_proxies: Any, pageviews: Any, anonymous_id_cookie: Any
+) -> None:
     """Raise :class:`~analytics_core.ValidationError` naming the first bad option."""
     if (
         isinstance(trusted_proxies, bool)
@@ -47,8 +61,47 @@ def check_middleware_options(trusted_proxies: Any, pageviews: Any, user_id_from_
         raise _fail(f"trusted_proxies must be an integer >= 0, got {trusted_proxies!r}")
     if not isinstance(pageviews, bool):
         raise _fail(f"pageviews must be True or False, got {pageviews!r}")
-    if user_id_from_scope is not None and not callable(user_id_from_scope):
-        raise _fail(f"user_id_from_scope must be callable, got {user_id_from_scope!r}")
+    if not isinstance(anonymous_id_cookie, bool):
+        raise _fail(f"anonymous_id_cookie must be True or False, got {anonymous_id_cookie!r}")
+
+
+def user_id_from_scope_option(value: Any) -> Optional[Callable[[Any], Any]]:
+    """``user_id_from_scope``: a callable, or the dotted path of one (``"app.auth.user_id"``)."""
+    if value is None or callable(value):
+        return value
+    if isinstance(value, str) and "." in value:
+        module_name, _, attribute = value.rpartition(".")
+        try:
+            imported = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as error:
+            raise _fail(f"user_id_from_scope: cannot import {value!r}: {error}") from None
+        if callable(imported):
+            return imported
+    raise _fail(f"user_id_from_scope must be a callable or its dotted path, got {value!r}")
+
+
+def forwarded_header_option(value: Any) -> str:
+    """``forwarded_header``, lower-cased; a bad header name raises, naming the option."""
+    try:
+        return normalize_forwarded_header(value)
+    except (TypeError, ValueError) as error:
+        raise _fail(f"forwarded_header: {error}") from None
+
+
+def cookie_domain_option(value: Any) -> Optional[str]:
+    """``anonymous_id_cookie_domain``: None or a domain name."""
+    try:
+        return check_cookie_domain(value, "anonymous_id_cookie_domain")
+    except ValueError as error:
+        raise _fail(str(error)) from None
+
+
+def pageviews_exclude_option(value: Any) -> Tuple[ExcludeRule, ...]:
+    """``pageviews_exclude``: None (the defaults) or path prefixes and compiled regexes."""
+    try:
+        return compile_exclude(value, "pageviews_exclude")
+    except ValueError as error:
+        raise _fail(str(error)) from None
 
 
 def choose_client(client: Optional[Client], options: Dict[str, Any]) -> Optional[Client]:

@@ -1,61 +1,133 @@
-"""``pageviews=True``: one ``page()`` call for every successful HTML response."""
+"""``pageviews=True``: one ``page()`` call for every page a browser loads (see
+:mod:`analytics_core.pageviews` for what counts, and how the page is named)."""
 
 import logging
-from typing import Any, Optional
+from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
 
-from .asgi_types import Message, Scope, Send
-from .scope_context import ScopeRequestContext
+from analytics_core.pageviews import (
+    ExcludeRule,
+    document_title,
+    is_excluded,
+    is_page_request,
+    is_page_response,
+    route_name,
+)
 
-__all__ = ["is_page_view", "page_name", "record_page_view", "recording_page_views"]
+from .asgi_types import Message, Scope
+from .scope_context import ScopeRequestContext, _text, scope_path
+
+__all__ = ["is_page_start", "page_name", "record_page_view"]
 
 logger = logging.getLogger("segment")
 
+# FastAPI's own pages: the interactive documentation and the schema behind it.
+_DOCS_ATTRIBUTES = ("docs_url", "redoc_url", "openapi_url", "swagger_ui_oauth2_redirect_url")
 
-def is_page_view(message: Message) -> bool:
-    """An ``http.response.start`` message with a 2xx status and an HTML content type."""
-    status = message.get("status")
-    if not isinstance(status, int) or not 200 <= status < 300:
-        return False
+
+def _content_type(message: Message) -> Optional[str]:
     for name, value in message.get("headers") or ():
         # Servers reject headers that are not bytes; this check must not fail before they do.
         if isinstance(name, bytes) and name.lower() == b"content-type":
-            if not isinstance(value, bytes):
-                return False
-            return value.split(b";", 1)[0].strip().lower() == b"text/html"
-    return False
+            return value.decode("latin-1") if isinstance(value, bytes) else None
+    return None
 
 
-def page_name(scope: Scope) -> str:
-    """The matched route's name (Starlette and FastAPI put the route in the scope; its name is
-    the endpoint's unless given), else the endpoint's ``__name__``, else the path."""
-    for name in (
-        getattr(scope.get("route"), "name", None),
-        getattr(scope.get("endpoint"), "__name__", None),
-    ):
-        if isinstance(name, str) and name:
-            return name
-    return str(scope.get("path") or "/")
+def _app_docs_paths(scope: Scope) -> Iterable[str]:
+    app = scope.get("app")
+    for attribute in _DOCS_ATTRIBUTES:
+        value = getattr(app, attribute, None)
+        if isinstance(value, str) and value.startswith("/"):
+            yield value
 
 
-def record_page_view(target: Any, scope: Scope, context: ScopeRequestContext) -> Optional[bool]:
-    """Send the page view of the request described by ``scope`` through ``target`` (a Client,
-    or the ``analytics_core`` module for its default client).
+def _route_path(scope: Scope) -> str:
+    """The path inside the app that answered: without the root path of the server or of the
+    Mount it sits under (a FastAPI app's ``docs_url`` is relative to that)."""
+    path = _text(scope.get("path"))
+    root_path = _text(scope.get("root_path")).rstrip("/")
+    if root_path and path.startswith(root_path + "/"):
+        return path[len(root_path) :]
+    return path
 
-    Skipped (None) when the visitor has neither a user id nor an anonymous id: Segment needs one,
-    and inventing an id per request would count every request as a new visitor.
-    """
-    user_id, anonymous_id = context.user_id, context.anonymous_id
-    if user_id is None and anonymous_id is None:
-        logger.debug("analytics_asgi: no id; no page view of %s", scope.get("path"))
+
+def is_page_start(
+    message: Message,
+    scope: Scope,
+    headers: Mapping[str, str],
+    exclude: Sequence[ExcludeRule],
+) -> bool:
+    """Whether the ``http.response.start`` ``message`` begins a page view (the body, which
+    follows, must still be a document)."""
+    if not is_page_response(message.get("status"), _content_type(message)):
+        return False
+    if not is_page_request(str(scope.get("method", "")), headers):
+        return False
+    if is_excluded(scope_path(scope), exclude):
+        return False
+    path = _route_path(scope)
+    return not any(path == docs or path.startswith(docs + "/") for docs in _app_docs_paths(scope))
+
+
+def _route_pattern(scope: Scope) -> Optional[str]:
+    """The path pattern of the endpoint route that answered, None for none (no router, or a
+    route that is no endpoint: a Mount of a plain ASGI app, a Host)."""
+    route = scope.get("route")
+    if route is None or getattr(route, "endpoint", None) is None:
         return None
+    # FastAPI 0.137 and later include routers lazily: scope["route"] is the route as declared,
+    # without the prefixes of include_router(prefix=...), and the prefixed path is in the
+    # scope's effective route context.
+    fastapi_scope = scope.get("fastapi")
+    if isinstance(fastapi_scope, dict):
+        effective = fastapi_scope.get("effective_route_context")
+        path = getattr(effective, "path", None)
+        if getattr(effective, "original_route", None) is route and isinstance(path, str) and path:
+            return path
+    pattern = getattr(route, "path", None)
+    return pattern if isinstance(pattern, str) else None
+
+
+def page_name(scope: Scope, outer_root_path: Any = None) -> str:
+    """The matched route's path pattern (``/items/{item_id}``: Starlette and FastAPI put the
+    route in the scope), or the path for a ``{...:path}`` catch-all or no route.
+
+    Starlette's ``Mount`` adds the part of the path it matched to ``root_path`` and its own
+    router then puts the inner route in the scope: that part (since ``outer_root_path``, what
+    the server gave) is put back in front of the pattern, ``/blog`` + ``/{slug}``. A route
+    that is no endpoint (a Mount of a plain ASGI app, a Host) is named after the path.
+    """
+    path = scope_path(scope)
+    pattern = _route_pattern(scope)
+    if pattern is None:
+        return route_name(None, path)
+    root_path, outer = _text(scope.get("root_path")), _text(outer_root_path)
+    if root_path != outer and root_path.startswith(outer):
+        pattern = root_path[len(outer) :].rstrip("/") + "/" + pattern.lstrip("/")
+    return route_name(pattern, path)
+
+
+def record_page_view(
+    target: Any,
+    scope: Scope,
+    context: ScopeRequestContext,
+    body: Optional[bytes],
+    outer_root_path: Any = None,
+) -> Optional[bool]:
+    """Send the page view of the request described by ``scope`` through ``target`` (a Client,
+    or the ``analytics_core`` module for its default client). Never raises."""
     try:
+        user_id, anonymous_id = _ids(context)
+        properties = dict(context.context.get("page", {}))
+        title = document_title(body)
+        if title:
+            properties["title"] = title
         # Everything passed explicitly: an app may send the response from a thread or task
         # that did not inherit the request's context.
         ok, _ = target.page(
             user_id=user_id,
             anonymous_id=anonymous_id,
-            name=page_name(scope),
-            properties=dict(context.context.get("page", {})),
+            name=page_name(scope, outer_root_path),
+            properties=properties,
             context=context.context,
         )
     except Exception:  # a page view must never turn a good response into an error
@@ -64,18 +136,8 @@ def record_page_view(target: Any, scope: Scope, context: ScopeRequestContext) ->
     return ok
 
 
-def recording_page_views(
-    send: Send, target: Any, scope: Scope, context: ScopeRequestContext
-) -> Send:
-    """``send``, wrapped to record a page view once the start of an HTML 2xx response is sent.
-
-    The view is recorded at the response's start because only then does the scope carry what
-    the app found out (the route, the authenticated user).
-    """
-
-    async def send_and_record(message: Message) -> None:
-        await send(message)
-        if message["type"] == "http.response.start" and is_page_view(message):
-            record_page_view(target, scope, context)
-
-    return send_and_record
+def _ids(context: ScopeRequestContext) -> Tuple[Optional[str], Optional[str]]:
+    user_id, anonymous_id = context.user_id, context.anonymous_id
+    if user_id is None and anonymous_id is None:
+        anonymous_id = context.mint_anonymous_id()
+    return user_id, anonymous_id

@@ -6,14 +6,20 @@ from functools import partial
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from analytics_core.context import RequestContext
-from analytics_core.web import headers_from_asgi, request_fields
+from analytics_core.web import (
+    DEFAULT_FORWARDED_HEADER,
+    headers_from_asgi,
+    request_fields,
+    warn_if_the_server_rewrote_the_peer,
+)
 
 from .asgi_types import Scope
 from .users import UserIdFromScope, normalize_user_id
 
-__all__ = ["ScopeRequestContext", "context_for_scope"]
+__all__ = ["ScopeRequestContext", "context_for_scope", "scope_path"]
 
 logger = logging.getLogger("segment")
+
 
 # A Host header is the client's to write: only a plausible host[:port] goes into page.url.
 _HOST = re.compile(r"^(?:[A-Za-z0-9._~\-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$")
@@ -38,10 +44,13 @@ class ScopeRequestContext(RequestContext):
         client: Any,
         trusted_proxies: int,
         user_id_from_scope: UserIdFromScope,
+        forwarded_header: str = DEFAULT_FORWARDED_HEADER,
     ) -> None:
         self._scope = scope
         self._user_id_from_scope = user_id_from_scope
-        super().__init__(client=client, fill=partial(_fields, scope, trusted_proxies))
+        super().__init__(
+            client=client, fill=partial(_fields, scope, trusted_proxies, forwarded_header)
+        )
 
     @property  # type: ignore[override]
     def user_id(self) -> Optional[str]:
@@ -87,7 +96,8 @@ def _host(scope: Scope, headers: Mapping[str, str], scheme: str) -> Optional[str
     return host if _DEFAULT_PORTS.get(scheme) == port else f"{host}:{port}"
 
 
-def _path(scope: Scope) -> str:
+def scope_path(scope: Scope) -> str:
+    """The path as the browser's ``location.pathname`` has it (mount point included)."""
     path = _text(scope.get("path")) or "/"
     root_path = _text(scope.get("root_path"))
     # The browser's location.pathname includes the mount point. Current servers put it in
@@ -97,19 +107,27 @@ def _path(scope: Scope) -> str:
     return path
 
 
-def _fields(scope: Scope, trusted_proxies: int) -> Tuple[Dict[str, Any], Optional[str]]:
+def _fields(
+    scope: Scope, trusted_proxies: int, forwarded_header: str
+) -> Tuple[Dict[str, Any], Optional[str]]:
     websocket = scope["type"] == "websocket"
     scheme = _text(scope.get("scheme")) or ("ws" if websocket else "http")
     headers = headers_from_asgi(scope.get("headers") or ())
+    peer = _peer(scope)
+    if trusted_proxies == 0:
+        warn_if_the_server_rewrote_the_peer(
+            peer, headers.get("x-forwarded-for"), "SegmentMiddleware(trusted_proxies=...)"
+        )
     return request_fields(
         # The socket peer; forwarding headers count only across trusted_proxies hops.
-        peer=_peer(scope),
+        peer=peer,
         scheme=scheme,
         host=_host(scope, headers, scheme),
-        path=_path(scope),
+        path=scope_path(scope),
         query_string=_text(scope.get("query_string")),
         headers=headers,
         trusted_proxies=trusted_proxies,
+        forwarded_header=forwarded_header,
     )
 
 
@@ -119,8 +137,9 @@ def context_for_scope(
     trusted_proxies: int,
     client: Any,
     user_id_from_scope: UserIdFromScope,
+    forwarded_header: str = DEFAULT_FORWARDED_HEADER,
 ) -> ScopeRequestContext:
     """The context of the request (or websocket connection) described by ``scope``, whose
     module-level analytics calls go to ``client`` (None: analytics_core's default client); read
     from the scope when the first message needs it."""
-    return ScopeRequestContext(scope, client, trusted_proxies, user_id_from_scope)
+    return ScopeRequestContext(scope, client, trusted_proxies, user_id_from_scope, forwarded_header)
