@@ -41,7 +41,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if command == "collector":
         from analytics_core.collector.cli import main as collector_main
 
-        return collector_main(rest)
+        return collector_main(rest, prog="analytics-core collector")
     if command == "demo":
         from analytics_core.demo import main as demo_main
 

@@ -60,7 +60,7 @@ def _port_is_free(port: int) -> bool:
 
 def _load_shop(collector_url: str) -> Any:
     """The example shop's Flask app, pointed at this collector (None when not in a clone)."""
-    if not SHOP.is_file() or importlib.util.find_spec("flask_login") is None:
+    if not SHOP.is_file() or importlib.util.find_spec("flask") is None:
         return None
     os.environ["ANALYTICS_HOST"] = collector_url
     os.environ.setdefault("ANALYTICS_WRITE_KEY", "demo-shop-write-key")
@@ -87,8 +87,8 @@ def browse_the_shop(collector_url: str) -> int:
     visitor = requests.Session()
     visitor.headers["User-Agent"] = "Mozilla/5.0 (analytics-core demo visitor)"
     visitor.headers["Accept-Language"] = "en-GB,en;q=0.8"
-    # The anonymous id analytics.js would have set in this browser.
-    visitor.cookies.set("ajs_anonymous_id", "%22demo-visitor-1%22", domain="127.0.0.1")
+    # A first visit: no ajs_anonymous_id cookie yet. The shop's first page view mints the
+    # visitor's anonymous id and hands it back as that cookie, which the visitor then sends.
     steps = [
         ("GET", "/", None),
         ("POST", "/login", {"username": "ada"}),
@@ -99,7 +99,9 @@ def browse_the_shop(collector_url: str) -> int:
     try:
         for method, path, form in steps:
             response = visitor.request(method, shop + path, data=form, timeout=10)
-            print(f"  visitor: {method} {path} -> {response.status_code}")
+            minted = response.cookies.get("ajs_anonymous_id")
+            given = f" (set-cookie ajs_anonymous_id={minted})" if minted else ""
+            print(f"  visitor: {method} {path} -> {response.status_code}{given}")
         app.extensions["analytics"].client.flush(timeout=10)
     finally:
         server.shutdown()

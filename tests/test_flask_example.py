@@ -1,9 +1,10 @@
 """example_projects/flask_app, run as its README says (``flask run``), against the real collector:
-a visitor looks around, signs in and orders; every event arrives with the user and the context."""
+a visitor comes without any cookie, looks around, signs in and orders; every event arrives with
+the anonymous id minted on the first visit, the user id from ``ANALYTICS_USER_ID`` once signed
+in, and the request's context."""
 
-import json
 import signal
-from urllib.parse import quote
+from urllib.parse import unquote
 
 import pytest
 
@@ -23,10 +24,25 @@ def test_the_example_shop_sends_page_views_identify_and_the_order(collector):
     with ServerProcess(command, port, env=env, cwd=str(EXAMPLE)) as server:
         browser = server.session
         browser.headers["User-Agent"] = USER_AGENT
-        browser.cookies.set("ajs_anonymous_id", quote(json.dumps("visitor-1")))
-        assert browser.get(server.url + "/", timeout=10).ok
+        # The readiness probe's page view, and the cookie it got, are not part of the visit:
+        # the visitor comes without any cookie (no analytics.js ran yet).
+        collector.clear()
+        browser.cookies.clear()
+
+        home = browser.get(server.url + "/", timeout=10)
+        assert home.ok
+        # The page view needed an id: the shop minted one and hands it over as analytics.js's
+        # cookie, which the browser sends back from now on.
+        set_cookie = home.headers["Set-Cookie"]
+        assert set_cookie.startswith("ajs_anonymous_id=%22"), set_cookie
+        assert "Max-Age=31536000" in set_cookie and "Path=/" in set_cookie
+        assert "SameSite=Lax" in set_cookie and "HttpOnly" not in set_cookie
+        visitor = unquote(browser.cookies["ajs_anonymous_id"]).strip('"')
         # Both POSTs redirect to the home page: two more page views, as the signed-in user.
-        assert browser.post(server.url + "/login", data={"username": "ada"}, timeout=10).ok
+        login = browser.post(server.url + "/login", data={"username": "ada"}, timeout=10)
+        assert login.ok
+        for response in [*login.history, login]:  # the browser has the id: not set again
+            assert "ajs_anonymous_id" not in response.headers.get("Set-Cookie", "")
         assert browser.post(server.url + "/orders", data={"price": "12"}, timeout=10).ok
         # The development server delivers each request's events before answering, so a
         # SIGTERM (which gives Python no chance to run its exit hooks) loses none of them.
@@ -37,19 +53,23 @@ def test_the_example_shop_sends_page_views_identify_and_the_order(collector):
     assert [event["type"] for event in events] == ["page", "identify", "page", "track", "page"]
     first_page, identify, second_page, order, third_page = events
     assert {event["_write_key"] for event in events} == {WRITE_KEY}
-    assert {event["anonymousId"] for event in events} == {"visitor-1"}
+    # The minted id is on every event, before and after the sign-in.
+    assert [event["anonymousId"] for event in events] == [visitor] * 5
     for event in events:
         assert event["context"]["ip"] == "127.0.0.1"
         assert event["context"]["userAgent"] == USER_AGENT
 
     assert "userId" not in first_page  # not signed in yet
-    assert first_page["name"] == "home"
+    assert first_page["name"] == "/"  # the route's pattern
+    assert first_page["properties"]["title"] == "Flask shop"
     assert first_page["properties"]["url"] == f"http://127.0.0.1:{port}/"
 
+    # The identify carries the user id and the visit's anonymous id: Segment joins them.
     assert identify["userId"] == "user-1"
     assert identify["traits"] == {"email": "ada@example.com", "name": "Ada Lovelace"}
     assert identify["context"]["page"]["path"] == "/login"
 
+    # No id passed by the view: ANALYTICS_USER_ID found the user in the session.
     assert order["event"] == "Order Completed"
     assert order["userId"] == "user-1"
     assert order["properties"]["total"] == 12.0

@@ -14,10 +14,12 @@ __all__ = ["main", "LISTENING_PREFIX"]
 LISTENING_PREFIX = "analytics-core collector listening on "
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m analytics_core.collector",
-        description="A local Segment-compatible collector (HTTP Tracking API) backed by SQLite.",
+        prog=prog,
+        description="A local Segment-compatible collector (HTTP Tracking API) backed by SQLite. "
+        "GET /v1/events lists what arrived (newest first, at most 1000 per answer; "
+        "see the README for its filters).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8086, help="port; 0 picks a free one")
@@ -28,9 +30,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Serve until SIGTERM/SIGINT, then stop cleanly; return the exit status (0)."""
-    args = _parser().parse_args(argv)
+def main(argv: Optional[List[str]] = None, prog: str = "python -m analytics_core.collector") -> int:
+    """Serve until SIGTERM/SIGINT, then stop cleanly; return the exit status (0).
+
+    ``prog`` is how the usage line names the command (``analytics-core collector`` from the
+    ``analytics-core`` command)."""
+    args = _parser(prog).parse_args(argv)
     collector = Collector(
         host=args.host,
         port=args.port,

@@ -1,12 +1,14 @@
 """The shop's views. Note what they do not do: pass a user id, an anonymous id or a context.
 
 ``analytics.track(...)`` inside a request gets those from the request (analytics_django's
-middleware): the logged-in user's id, the browser's ``ajs_anonymous_id`` cookie, its IP,
-user agent, locale and page.
+middleware): the user id (``ANALYTICS["USER_ID"]``, see analytics.py), the browser's
+``ajs_anonymous_id`` cookie (on a first visit without one, a new id, then set as that cookie),
+its IP, user agent, locale and page.
 """
 
 import uuid
 from decimal import Decimal
+from typing import Any, Dict
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -28,17 +30,13 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "shop/home.html", {"catalogue": CATALOGUE, "currency": CURRENCY})
 
 
-@login_required
-@require_POST
-def place_order(request: HttpRequest) -> HttpResponse:
-    """Place an order for one product and track "Order Completed" (Segment's e-commerce spec)."""
-    sku = request.POST.get("sku", "")
-    product = CATALOGUE.get(sku)
-    if product is None:
-        raise Http404("no such product")
+def record_order(sku: str, quantity: Any) -> Dict[str, Any]:
+    """Order ``quantity`` of product ``sku`` and track "Order Completed" (Segment's e-commerce
+    spec); the order, in JSON-ready values. Used by the HTML shop and by the API (api.py)."""
+    product = CATALOGUE[sku]
     try:
-        quantity = max(1, min(int(request.POST.get("quantity", "1")), 99))
-    except ValueError:
+        quantity = max(1, min(int(quantity), 99))
+    except (TypeError, ValueError):
         quantity = 1
     order_id = uuid.uuid4().hex[:12]
     total = product["price"] * quantity
@@ -60,8 +58,25 @@ def place_order(request: HttpRequest) -> HttpResponse:
             ],
         },
     )
-    request.session["last_order"] = {"id": order_id, "name": product["name"], "quantity": quantity}
-    return redirect("order-placed", order_id=order_id)
+    return {
+        "id": order_id,
+        "name": product["name"],
+        "quantity": quantity,
+        "total": str(total),
+        "currency": CURRENCY,
+    }
+
+
+@login_required
+@require_POST
+def place_order(request: HttpRequest) -> HttpResponse:
+    """Place an order for one product, from the catalogue page's form."""
+    sku = request.POST.get("sku", "")
+    if sku not in CATALOGUE:
+        raise Http404("no such product")
+    order = record_order(sku, request.POST.get("quantity", "1"))
+    request.session["last_order"] = order
+    return redirect("order-placed", order_id=order["id"])
 
 
 @login_required

@@ -2,7 +2,7 @@
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
-from shop import views
+from shop import api, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -10,4 +10,5 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("order/", views.place_order, name="order"),
     path("orders/<str:order_id>/", views.order_placed, name="order-placed"),
+    path("api/reorder/", api.reorder, name="api-reorder"),
 ]

@@ -1,24 +1,30 @@
 """The tea shop's FastAPI app. Run it with ``uvicorn tea_api.app:app`` (see the README).
 
 The analytics set-up is the one ``app.add_middleware(SegmentMiddleware, ...)`` line below. The
-endpoints then call ``analytics.track(...)`` with no user id and no context: the middleware put
-the request's (IP, user agent, page, the ``ajs_anonymous_id`` cookie, the logged-in user) in
-place, and delivers the queue when uvicorn shuts the app down.
+endpoints then call ``analytics.track(...)`` with no user id and no context: the middleware puts
+the request's (IP, user agent, page, the browser's anonymous id, the logged-in user) in place,
+and delivers the queue when uvicorn shuts the app down.
+
+Two kinds of clients: the HTML shop logs in with a session cookie (``/login``), and the API
+(``/api/...``) takes an OAuth2 bearer token from ``/token``, checked by a FastAPI dependency,
+``get_current_user``, the pattern of FastAPI's security tutorial.
 """
 
 import uuid
 from decimal import Decimal
+from typing import Annotated, Any, Dict
 
 from analytics_asgi import SegmentMiddleware
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.security import OAuth2PasswordBearer
 from pydantic import BaseModel, Field
 from starlette.middleware.authentication import AuthenticationMiddleware
 
 import analytics_core as analytics
 
 from . import config
-from .auth import COOKIE, Customer, SessionCookieBackend, check_password, session_cookie
+from .auth import COOKIE, Account, SessionCookieBackend, account_for, check_password, signed_id
 from .pages import HOME
 
 CATALOGUE = {
@@ -38,8 +44,26 @@ app.add_middleware(
     host=config.HOST,
     trusted_proxies=config.TRUSTED_PROXIES,
     pageviews=True,  # a `page` event for every HTML page served
+    # On by default: a visitor without the cookie gets one the first time a call needs an id.
+    # False keeps that id to the request (for a site that asks consent before such cookies).
+    anonymous_id_cookie=True,
     debug=config.DEBUG,
 )
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="token")
+
+
+async def get_current_user(token: Annotated[str, Depends(oauth2_scheme)]) -> Account:
+    """The API's authentication: the account the bearer token belongs to."""
+    account = account_for(token)
+    if account is None:
+        raise HTTPException(
+            status_code=401, detail="invalid token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    # The middleware cannot see who a dependency authenticated: tell it, so that every event
+    # of this request (the endpoint's, and those of the code it calls) carries the user id.
+    analytics.set_user_id(account.id)
+    return account
 
 
 class Login(BaseModel):
@@ -59,18 +83,18 @@ async def home() -> str:
 
 
 @app.post("/login")
-async def login(form: Login, request: Request) -> JSONResponse:
+async def login(form: Login) -> JSONResponse:
     """Log in: identify the customer and track "Signed In"."""
     account = check_password(form.username, form.password)
     if account is None:
         raise HTTPException(status_code=401, detail="wrong username or password")
-    # The customer is logged in from now on, in this request too: the events below get the
-    # user id and still the browser's anonymous id, which ties the visit so far to the user.
-    request.scope["user"] = Customer(account)
-    analytics.identify(traits={"username": account.username, "email": account.email})
+    # The user id is passed: the session cookie set below logs in the next requests only. The
+    # identify also carries the browser's anonymous id, which ties the visit so far to the
+    # user, and makes the user the request's for the calls after it (the track below).
+    analytics.identify(account.id, {"username": account.username, "email": account.email})
     analytics.track(event="Signed In")
     response = JSONResponse({"user": account.username})
-    response.set_cookie(COOKIE, session_cookie(account), httponly=True, samesite="lax")
+    response.set_cookie(COOKIE, signed_id(account), httponly=True, samesite="lax")
     return response
 
 
@@ -83,10 +107,35 @@ async def logout() -> JSONResponse:
 
 
 @app.post("/orders")
-async def place_order(order: Order, request: Request) -> dict:
-    """Place an order and track "Order Completed" (Segment's e-commerce spec)."""
+async def place_order(order: Order, request: Request) -> Dict[str, Any]:
+    """Place an order from the HTML shop (the session cookie's customer)."""
     if not request.user.is_authenticated:
         raise HTTPException(status_code=401, detail="log in first")
+    return record_order(order)
+
+
+@app.post("/token")
+async def token(form: Login) -> Dict[str, str]:
+    """The API's bearer token, for a username and password.
+
+    A JSON body: FastAPI's tutorial takes a form (``OAuth2PasswordRequestForm``), which needs
+    the python-multipart package."""
+    account = check_password(form.username, form.password)
+    if account is None:
+        raise HTTPException(status_code=401, detail="wrong username or password")
+    return {"access_token": signed_id(account), "token_type": "bearer"}
+
+
+@app.post("/api/orders")
+async def api_order(
+    order: Order, account: Annotated[Account, Depends(get_current_user)]
+) -> Dict[str, Any]:
+    """Place an order from a script or an app (the bearer token's customer)."""
+    return {"customer": account.username, **record_order(order)}
+
+
+def record_order(order: Order) -> Dict[str, Any]:
+    """Track "Order Completed" (Segment's e-commerce spec); the order's summary."""
     product = CATALOGUE.get(order.sku)
     if product is None:
         raise HTTPException(status_code=404, detail="no such product")

@@ -1,8 +1,10 @@
-"""A signed session cookie and the Starlette authentication backend that reads it.
+"""The shop's two ways to log in, both resting on one signed value.
 
-Deliberately tiny (a demo, not a session framework): the cookie holds the user's id and an
-HMAC of it, so a visitor cannot claim to be someone else. AuthenticationMiddleware puts the user
-in ``scope["user"]``, where analytics_asgi finds the user id of every event.
+Deliberately tiny (a demo, not a session framework): a customer's id and an HMAC of it, so a
+visitor cannot claim to be someone else. The HTML shop keeps it in a session cookie, read by
+Starlette's AuthenticationMiddleware, which puts the user in ``scope["user"]`` (where
+analytics_asgi finds the user id by itself); the API takes it as an OAuth2 bearer token
+(``get_current_user`` in app.py, which tells analytics_asgi who the user is).
 """
 
 import hashlib
@@ -58,7 +60,8 @@ class Customer(BaseUser):
 def check_password(username: str, password: str) -> Optional[Account]:
     """The account if the password is right, else None."""
     account = ACCOUNTS.get(username)
-    if account is None or not hmac.compare_digest(account.password, password):
+    # Bytes: compare_digest refuses str with non-ASCII characters (a 500, not a 401).
+    if account is None or not hmac.compare_digest(account.password.encode(), password.encode()):
         return None
     return account
 
@@ -67,19 +70,24 @@ def _signature(user_id: str) -> str:
     return hmac.new(config.SECRET.encode(), user_id.encode(), hashlib.sha256).hexdigest()
 
 
-def session_cookie(account: Account) -> str:
-    """The cookie value that logs ``account`` in."""
+def signed_id(account: Account) -> str:
+    """The value that logs ``account`` in: the session cookie's, and the API's bearer token."""
     return f"{account.id}.{_signature(account.id)}"
+
+
+def account_for(signed: str) -> Optional[Account]:
+    """The account a :func:`signed_id` value belongs to; None if it is not one."""
+    user_id, _, signature = signed.rpartition(".")
+    if not user_id or not hmac.compare_digest(signature.encode(), _signature(user_id).encode()):
+        return None
+    return next((a for a in ACCOUNTS.values() if a.id == user_id), None)
 
 
 class SessionCookieBackend(AuthenticationBackend):
     """Authenticates a request by its signed session cookie."""
 
     async def authenticate(self, conn: HTTPConnection) -> Optional[Credentials]:
-        user_id, _, signature = conn.cookies.get(COOKIE, "").rpartition(".")
-        if not user_id or not hmac.compare_digest(signature, _signature(user_id)):
-            return None
-        account = next((a for a in ACCOUNTS.values() if a.id == user_id), None)
+        account = account_for(conn.cookies.get(COOKIE, ""))
         if account is None:
             return None
         return AuthCredentials(["authenticated"]), Customer(account)
