@@ -7,8 +7,13 @@ Segment, so a page view is a browser loading a document, not any HTML-typed answ
 - whose path is not excluded (:data:`DEFAULT_EXCLUDE`: static files, health checks, the admin;
   the ASGI integration also leaves out FastAPI's own documentation pages);
 - not fetched by a script (htmx's ``HX-Request``, ``X-Requested-With: XMLHttpRequest``, a
-  ``Sec-Fetch-Dest`` other than a document or frame) nor prefetched (``Sec-Purpose``/``Purpose``);
-- not from a crawler that says so in its User-Agent (``Googlebot/2.1``, ``bingbot/2.0``, a URL);
+  ``Sec-Fetch-Dest`` other than a document or frame) nor prefetched (``Sec-Purpose``/``Purpose``),
+  and not from a client that asked for something else than HTML (an ``Accept`` header naming
+  neither ``text/html`` nor any type, as an API client's ``application/json``);
+- not from a crawler that says so in its User-Agent (``Googlebot/2.1``, ``bingbot/2.0``, a URL)
+  nor from an HTTP library or command-line tool (``curl/``, ``python-requests/``, ``Go-http-client``
+  and the like). A request with no User-Agent at all counts: the test clients of Django, Flask
+  and Starlette send none or their own, and a test of page views must see them;
 - whose body, when the framework holds it in memory, is an HTML document (``<!doctype html``,
   ``<html``, ``<head``, ``<body`` or ``<title`` near its start): a plain-string health check or an
   HTML fragment is not a page. A streamed body cannot be looked at and counts.
@@ -72,6 +77,13 @@ _CRAWLER = re.compile(
     r"(?:bot|crawler|spider|slurp)[/\-+;_]|https?://|facebookexternalhit|mediapartners-google",
     re.IGNORECASE,
 )
+# HTTP libraries and command-line tools name themselves first in their User-Agent.
+_LIBRARY = re.compile(
+    r"^(?:curl|wget|python-requests|python-httpx|python-urllib|aiohttp|httpie|go-http-client|"
+    r"okhttp|axios|node-fetch|undici|got|java|apache-httpclient|libwww-perl|guzzlehttp|"
+    r"ruby|faraday|postmanruntime|insomnia)\b",
+    re.IGNORECASE,
+)
 _SCRIPT_DESTINATIONS = frozenset({"document", "iframe", "frame"})
 # Route syntax that matches any path: a catch-all names every page the same.
 _CATCH_ALL = re.compile(r"<path:|:path\}|\{[^}]*:path\}")
@@ -129,8 +141,21 @@ def is_page_request(method: str, headers: Mapping[str, str]) -> bool:
     purpose = (headers.get("sec-purpose") or headers.get("purpose") or "").lower()
     if "prefetch" in purpose or "prerender" in purpose:
         return False
+    accept = headers.get("accept")
+    if accept and not _accepts_html(accept):
+        return False
     user_agent = headers.get("user-agent")
-    return not (user_agent and _CRAWLER.search(user_agent))
+    if not user_agent:
+        return True
+    return not (_CRAWLER.search(user_agent) or _LIBRARY.match(user_agent.lstrip()))
+
+
+def _accepts_html(accept: str) -> bool:
+    for item in accept.lower().split(","):
+        media_range = item.split(";", 1)[0].strip()
+        if media_range in ("text/html", "application/xhtml+xml", "text/*", "*/*", "*"):
+            return True
+    return False
 
 
 def is_page_response(status: Any, content_type: Optional[str]) -> bool:

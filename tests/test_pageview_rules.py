@@ -43,7 +43,12 @@ def test_the_response_side(status, content_type, expected):
     ("method", "headers", "expected"),
     [
         ("GET", {"user-agent": BROWSER}, True),
-        ("GET", {}, True),  # curl -A '', test clients: no reason to doubt a plain GET
+        ("GET", {}, True),  # Django's test client sends no User-Agent: its tests must see pages
+        ("GET", {"user-agent": "Werkzeug/3.1.3"}, True),  # Flask's test client
+        ("GET", {"user-agent": "testclient"}, True),  # Starlette's
+        ("GET", {"user-agent": BROWSER, "accept": "text/html,application/xhtml+xml;q=0.9"}, True),
+        ("GET", {"user-agent": BROWSER, "accept": "*/*"}, True),
+        ("GET", {"user-agent": BROWSER, "accept": "application/json"}, False),  # an API client
         ("GET", {"user-agent": BROWSER, "sec-fetch-dest": "document"}, True),
         ("GET", {"user-agent": BROWSER, "sec-fetch-dest": "iframe"}, True),
         ("POST", {"user-agent": BROWSER}, False),
@@ -78,10 +83,28 @@ def test_crawlers_that_say_so_make_no_page_views(user_agent):
 @pytest.mark.parametrize(
     "user_agent",
     [
+        "curl/8.5.0",
+        "Wget/1.21.3",
+        "python-requests/2.32.3",
+        "python-httpx/0.27.0",
+        "Python-urllib/3.11",
+        "Go-http-client/1.1",
+        "okhttp/4.12.0",
+        "axios/1.7.2",
+        "PostmanRuntime/7.39.0",
+        "Java/17.0.2",
+    ],
+)
+def test_http_libraries_and_tools_make_no_page_views(user_agent):
+    assert is_page_request("GET", {"user-agent": user_agent}) is False
+
+
+@pytest.mark.parametrize(
+    "user_agent",
+    [
         BROWSER,
         "Mozilla/5.0 (Linux; Android 10; CUBOT X30) AppleWebKit/537.36 Mobile Safari/537.36",
         "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15",
-        "curl/8.5.0",
     ],
 )
 def test_people_are_not_crawlers(user_agent):
