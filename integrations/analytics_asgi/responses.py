@@ -73,6 +73,8 @@ def responding(
     and ``release`` (None without page views, when nothing is ever held): the middleware
     awaits it once the app returned or raised, so a start still held (the app sent no body
     after it) reaches the server as the app sent it."""
+    if not pageviews:
+        return _with_cookie_only(send, scope, context, cookie), None
     held: Optional[Message] = None
     # What the server (or an outer app) gave: the part of root_path the app's own Mounts add
     # later belongs to the page's name.
@@ -111,7 +113,23 @@ def responding(
         start, held = held, None
         await send(_with_cookie(start, scope, context, cookie))
 
-    return send_response, (release if pageviews else None)
+    return send_response, release
+
+
+def _with_cookie_only(
+    send: Send, scope: Scope, context: ScopeRequestContext, cookie: CookieOptions
+) -> Send:
+    """Without page views, the only thing to do is the cookie: this wrapper is on every
+    response, so it reads one attribute per message and nothing else until an id was minted."""
+    if not cookie.enabled:
+        return send
+
+    async def send_response(message: Message) -> None:
+        if context.minted_anonymous_id is not None and message["type"] == "http.response.start":
+            message = _with_cookie(message, scope, context, cookie)
+        await send(message)
+
+    return send_response
 
 
 def _starts_page(message: Message, scope: Scope, exclude: Sequence[ExcludeRule]) -> bool:
