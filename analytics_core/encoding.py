@@ -285,6 +285,8 @@ def _clean_key(key: Any) -> Any:
         return _clean_text(key)
     if isinstance(key, bool) or key is None:  # spelled as the fast encoders spell them
         return "null" if key is None else ("true" if key else "false")
+    if isinstance(key, float) and not math.isfinite(key):
+        return "null"  # as orjson spells a NaN or infinite key: both encoders must agree
     if isinstance(key, (int, float)):
         return str(key)
     if isinstance(key, (enum.Enum, uuid.UUID, _dt.date, _dt.time, decimal.Decimal)):

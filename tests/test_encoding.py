@@ -425,3 +425,17 @@ def test_cleaned_message_arrives_at_the_collector(encoder, collector, caplog):
     warnings = " ".join(record.getMessage() for record in caplog.records)
     assert "properties.bad" in warnings
     assert "properties.me" in warnings
+
+
+def test_a_nan_or_infinite_key_is_spelled_alike_by_both_encoders():
+    # Found by Hypothesis in CI: orjson writes such a key as "null", the stdlib path wrote "inf".
+    properties = {"nested": {float("inf"): 1, float("-inf"): 2, float("nan"): 3}}
+    spellings = []
+    try:
+        for stdlib in (False, True):
+            encoding.force_stdlib(stdlib)
+            spellings.append(json.loads(encoding.encode_message({"p": properties})))
+    finally:
+        encoding.force_stdlib(False)
+    assert spellings[0] == spellings[1]
+    assert list(spellings[1]["p"]["nested"]) == ["null"]
