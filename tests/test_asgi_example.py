@@ -60,7 +60,7 @@ def test_the_tea_shop_sends_page_identify_and_order_events(collector):
             script.trust_env = False
             script.headers["User-Agent"] = SCRIPT_AGENT
             credentials = {"username": "bob", "password": "oolong"}
-            token = script.post(server.url + "/token", json=credentials, timeout=10)
+            token = script.post(server.url + "/token", data=credentials, timeout=10)
             assert token.status_code == 200, token.text
             api_order = script.post(
                 server.url + "/api/orders",

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Dict
 from analytics_asgi import SegmentMiddleware
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
 from starlette.middleware.authentication import AuthenticationMiddleware
 
@@ -115,11 +115,9 @@ async def place_order(order: Order, request: Request) -> Dict[str, Any]:
 
 
 @app.post("/token")
-async def token(form: Login) -> Dict[str, str]:
-    """The API's bearer token, for a username and password.
-
-    A JSON body: FastAPI's tutorial takes a form (``OAuth2PasswordRequestForm``), which needs
-    the python-multipart package."""
+async def token(form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Dict[str, str]:
+    """The API's bearer token, for the OAuth2 password form (username and password), as
+    FastAPI's documentation has it."""
     account = check_password(form.username, form.password)
     if account is None:
         raise HTTPException(status_code=401, detail="wrong username or password")

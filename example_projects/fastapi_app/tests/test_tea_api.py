@@ -39,7 +39,7 @@ def test_a_first_visit_gets_an_anonymous_id_which_the_login_ties_to_the_user(ana
 
 def test_the_oauth2_dependency_gives_the_api_events_the_user_id(analytics_events):
     with TestClient(app) as script:
-        token = script.post("/token", json={"username": "bob", "password": "oolong"})
+        token = script.post("/token", data={"username": "bob", "password": "oolong"})
         assert token.status_code == 200
         bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
         order = script.post("/api/orders", json={"sku": "TEA-01", "quantity": 4}, headers=bearer)
@@ -58,7 +58,7 @@ def test_refused_logins_and_tokens_send_nothing(analytics_events):
     with TestClient(app) as client:
         wrong = {"username": "alice", "password": "x"}
         assert client.post("/login", json=wrong).status_code == 401
-        assert client.post("/token", json=wrong).status_code == 401
+        assert client.post("/token", data=wrong).status_code == 401
         forged = {"Authorization": "Bearer user-1001.forged"}
         assert client.post("/api/orders", json={"sku": "TEA-01"}, headers=forged).status_code == 401
         assert "ajs_anonymous_id" not in client.cookies  # no call needed an id: no cookie
