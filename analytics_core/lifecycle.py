@@ -12,6 +12,7 @@ import weakref
 from typing import Any
 
 from . import ids, signals
+from .shutdown import shutdown_clients
 
 logger = logging.getLogger("segment")
 
@@ -37,14 +38,7 @@ def register(client: Any) -> None:
 
 
 def _at_exit() -> None:
-    for client in list(_clients):
-        if not client.send or client.sync_mode:
-            continue
-        try:
-            client.shutdown(client.shutdown_timeout)
-        except Exception:  # one broken client must not stop the others from delivering
-            logger.exception("analytics: delivering at exit failed")
-        client.pipeline.close_spool()
+    shutdown_clients(list(_clients))
 
 
 def _after_fork_in_child() -> None:
