@@ -1,11 +1,14 @@
 """Client: the six Segment calls -> a validated message, encoded once -> the pipeline."""
 
 import logging
+import math
 import numbers
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+import weakref
+from types import TracebackType
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 from . import capture, lifecycle
 from .context import current_request_context, merge_context, request_ids
@@ -20,7 +23,7 @@ from .messages import (
     require_event,
     required_id,
 )
-from .pipeline import Pipeline
+from .pipeline import Pipeline, without_tracebacks
 from .transport import RetryPolicy, Transport
 from .version import VERSION
 
@@ -51,11 +54,90 @@ def configure_logging(debug: bool, log_handler: Optional[logging.Handler]) -> No
             logger.addHandler(handler)
 
 
+MAX_SECONDS = threading.TIMEOUT_MAX
+"""The longest wait Python can make (about 292 years); sockets refuse longer timeouts."""
+
+
+def is_seconds(value: Any, minimum: float = 0) -> bool:
+    """Whether ``value`` is a number of seconds a client option can be: a real number from
+    ``minimum`` to :data:`MAX_SECONDS`. Not a bool, not NaN, not infinite: NaN passes every
+    ``<`` check (it compares False with everything) and infinity makes a wait that never ends
+    (as a request timeout, every batch fails; as a shutdown timeout, the exit never finishes).
+    The integrations' settings checks use it too."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and minimum <= value <= MAX_SECONDS
+    )
+
+
 def _check_number(name: str, value: Any, minimum: float, integer: bool = False) -> None:
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
-        wanted = "an integer" if integer else "a number"
-        raise ValidationError(f"{name} must be {wanted} >= {minimum}, got {value!r}")
+    if integer:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+            raise ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    elif not is_seconds(value, minimum):
+        raise ValidationError(
+            f"{name} must be a number >= {minimum} (finite, at most {MAX_SECONDS:.0f} seconds), "
+            f"got {value!r}"
+        )
+
+
+def _check_timeout(timeout: Optional[float]) -> Optional[float]:
+    # NaN would make a wait that never ends (every comparison with it is False).
+    if timeout is not None and timeout != timeout:
+        raise ValidationError("timeout must be a number of seconds or None, got nan")
+    return timeout
+
+
+class _ErrorReporter:
+    """Calls the client's ``on_error`` (the client holds it; its pipeline reaches it through a
+    :class:`_ReporterLink`)."""
+
+    __slots__ = ("on_error", "__weakref__")
+
+    def __init__(self, on_error: Optional[ErrorHandler]) -> None:
+        self.on_error = on_error
+
+    def batch_failed(self, error: BaseException, batch: List[bytes]) -> None:
+        """A batch was not delivered: hand its messages to ``on_error``."""
+        if self.on_error is not None:
+            self.call(error, [decode_message(item) for item in batch])
+
+    def call(self, error: BaseException, items: List[Dict[str, Any]]) -> None:
+        """``on_error(error, items)``; what the handler raises is logged, never passed on."""
+        handler = self.on_error
+        if handler is None:
+            return
+        try:
+            handler(error, items)
+        except Exception:  # the user's handler must not break the caller or the uploader
+            logger.exception("analytics: the on_error handler raised")
+
+
+class _ReporterLink:
+    """The pipeline's way to its client's reporter: weak while the client lives, strong once
+    the client was dropped and its pipeline delivers what is left.
+
+    The uploader thread holds the pipeline. Were that a strong way to ``on_error``, an
+    ``on_error`` that refers back to the client (a method of an object that holds the client)
+    would keep the client alive for as long as the thread runs: it would never be dropped.
+    """
+
+    __slots__ = ("_ref", "_held")
+
+    def __init__(self, reporter: _ErrorReporter) -> None:
+        self._ref = weakref.ref(reporter)
+        self._held: Optional[_ErrorReporter] = None
+
+    def hold(self, reporter: _ErrorReporter) -> None:
+        """Keep ``reporter`` alive (its client is being freed)."""
+        self._held = reporter
+
+    def __call__(self, error: BaseException, batch: List[bytes]) -> None:
+        reporter = self._held or self._ref()
+        if reporter is not None:
+            reporter.batch_failed(error, batch)
 
 
 class Client:
@@ -119,7 +201,8 @@ class Client:
         self.send = send
         self.sync_mode = sync_mode
         self.gzip = gzip
-        self.on_error = on_error
+        self._reporter = _ErrorReporter(on_error)
+        self._link = _ReporterLink(self._reporter)
         self.shutdown_timeout = shutdown_timeout
         self.on_full = on_full
         self.on_full_timeout = on_full_timeout
@@ -161,8 +244,9 @@ class Client:
             upload_size=upload_size,
             upload_interval=upload_interval,
             threads=thread,
-            on_failure=self._on_batch_failure,
+            on_failure=self._link,
             spool=spool,
+            shutdown_timeout=shutdown_timeout,
         )
         lifecycle.register(self)
         if spool is not None and capture.sink() is None:
@@ -172,6 +256,46 @@ class Client:
 
     def __repr__(self) -> str:  # the write key stays out of reprs, logs and tracebacks
         return f"<analytics_core.Client host={self.transport.url!r} send={self.send}>"
+
+    def __del__(self) -> None:
+        """The program dropped the client (nothing of ours refers to it): its uploaders deliver
+        what it queued, reporting to its ``on_error`` as usual, then end and close their
+        connections. The exit waits for them as for live clients.
+
+        ``__del__`` rather than ``weakref.finalize``: a finalizer's arguments stay alive, so
+        it could not hold ``on_error`` (which may refer back to the client) without keeping the
+        client alive; and when the client is freed by the garbage collector (in a reference
+        cycle) weak references are cleared before ``__del__`` runs, everything still intact.
+        """
+        pipeline = getattr(self, "pipeline", None)  # absent when __init__ failed
+        if pipeline is None:
+            return
+        try:
+            self._link.hold(self._reporter)
+            pipeline.release()
+        except Exception:  # interpreter teardown, or a broken pipeline: nothing to deliver
+            pass
+
+    @property
+    def on_error(self) -> Optional[ErrorHandler]:
+        """``on_error(error, items)``: called with what could not be delivered or was refused."""
+        return self._reporter.on_error
+
+    @on_error.setter
+    def on_error(self, handler: Optional[ErrorHandler]) -> None:
+        self._reporter.on_error = handler
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        """Leaving a ``with Client(...) as client:`` block shuts the client down."""
+        self.shutdown()
 
     # -- the six calls ------------------------------------------------------------------------
 
@@ -356,14 +480,21 @@ class Client:
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Block until everything queued so far was delivered or reported (or ``timeout``)."""
-        return self.pipeline.flush(timeout)
+        return self.pipeline.flush(_check_timeout(timeout))
 
     def join(self, timeout: Optional[float] = None) -> bool:
-        """Deliver what is queued, then stop the uploader thread(s)."""
+        """Deliver what is queued, then stop the uploader thread(s); the same as shutdown()."""
+        timeout = _check_timeout(timeout)
         return self.pipeline.shutdown(self.shutdown_timeout if timeout is None else timeout)
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:
-        """Flush and stop: what cannot be delivered within ``timeout`` goes to on_error."""
+        """Deliver what is queued, then stop the uploader thread(s) and close their connections.
+
+        Returns within ``timeout`` seconds (default ``shutdown_timeout``) and a fraction: what
+        is not delivered by then, waiting or in flight, goes to ``on_error`` at that moment
+        (with ``persist``, it also stays in the spool for the next process). True when
+        everything was delivered or reported in time. The client can be used again after it.
+        """
         return self.join(timeout)
 
     def stats(self) -> Dict[str, int]:
@@ -509,22 +640,16 @@ class Client:
         except Exception as error:
             self._sync_failed += 1
             logger.warning("analytics: could not deliver a %s message: %s", message["type"], error)
-            self._call_on_error(error, [message])
+            self._call_on_error(without_tracebacks(error), [message])
             return False
         self._sync_delivered += 1
         return True
 
     def _on_batch_failure(self, error: BaseException, batch: List[bytes]) -> None:
-        if self.on_error is not None:
-            self._call_on_error(error, [decode_message(item) for item in batch])
+        self._reporter.batch_failed(error, batch)
 
     def _call_on_error(self, error: BaseException, items: List[Dict[str, Any]]) -> None:
-        if self.on_error is None:
-            return
-        try:
-            self.on_error(error, items)
-        except Exception:  # the user's handler must not break the caller or the uploader
-            logger.exception("analytics: the on_error handler raised")
+        self._reporter.call(error, items)
 
 
 class DropLog:

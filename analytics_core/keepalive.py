@@ -4,6 +4,10 @@ About 50 µs of CPU per POST where ``requests`` (urllib3 and http.client underne
 1.2 ms. It speaks only what the transport needs: one origin, requests with a body, answers with
 Content-Length, chunked or read-to-close bodies. Network failures are raised as ``requests``
 exceptions, so ``on_error`` handlers see the same types whichever session posted.
+
+An answer's body is read up to :data:`MAX_ANSWER_BYTES` only: the tracking API answers a few
+bytes, and whatever answers more (a captive portal, a misconfigured host, a hostile peer) must
+not be able to make the application hold it in memory.
 """
 
 import contextlib
@@ -21,6 +25,23 @@ import requests
 _RECV_SIZE = 65536
 _MAX_HEAD = 65536  # http.client's limit for one line; a whole head longer than this is hostile
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+MAX_ANSWER_BYTES = 65536
+"""The most of an answer's body that is read. The tracking API's answers are a few dozen bytes
+(``{"success": true}``, an error's code and message); a body over this is not its answer."""
+
+
+class ResponseTooLarge(requests.exceptions.ConnectionError):
+    """The answer's body was over :data:`MAX_ANSWER_BYTES`; the rest of it was not read.
+
+    A ``ConnectionError`` so that it is retried as a network failure is: whatever sent it (a
+    proxy's or load balancer's error page, a captive portal) is no proof the batch arrived, and
+    each try costs at most the limit. ``status`` is the answer's status code.
+    """
+
+    def __init__(self, *args: Any, status: Optional[int] = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.status = status
 
 
 class _ConnectionClosed(ConnectionError):
@@ -209,6 +230,9 @@ class KeepAliveSession:
         self._timeout: Optional[float] = None
         self._buffer = bytearray()
         self._context: Optional[ssl.SSLContext] = None
+        self._aborted = False
+        self.max_answer = MAX_ANSWER_BYTES
+        """The most of an answer's body read; a longer one raises :class:`ResponseTooLarge`."""
 
     def __repr__(self) -> str:
         scheme, host, port = self.origin
@@ -248,6 +272,8 @@ class KeepAliveSession:
                 # The server had closed the idle connection before this request reached it,
                 # so sending it again on a new connection cannot make a duplicate.
                 self.close()
+                if self._aborted:  # abort() woke the read: it was not the server's close
+                    raise _ConnectionClosed("aborted: the client is shutting down") from None
                 self._connect(pending)
                 self._write(pending)
                 return self._read_response(pending.method, False)
@@ -275,6 +301,19 @@ class KeepAliveSession:
             with contextlib.suppress(OSError):
                 sock.close()
 
+    def abort(self) -> None:
+        """From another thread: end the request in progress now, and refuse new ones.
+
+        The socket is shut down, not closed: a read blocked on it returns at once (a close
+        would leave it blocked, and its descriptor could be reused under it), and the thread
+        that owns the session closes it as it handles the failure.
+        """
+        self._aborted = True
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     # -- the wire ------------------------------------------------------------------------------
 
     def _serialize(self, request: PreparedPost, target: str) -> bytes:
@@ -292,6 +331,8 @@ class KeepAliveSession:
             raise requests.exceptions.InvalidHeader(f"a header is not latin-1: {exc}") from exc
 
     def _connect(self, pending: "_Pending") -> None:
+        if self._aborted:
+            raise _ConnectionClosed("aborted: the client is shutting down")
         scheme, host, port = self.origin
         try:
             sock = socket.create_connection((host, port), pending.connect_timeout)
@@ -339,14 +380,18 @@ class KeepAliveSession:
         if status == 101:
             raise _ProtocolError("the server switched protocols without being asked")
         until_close = False
+        limit = self.max_answer
         if method == "HEAD" or status in (204, 304):
             content = b""
         elif "chunked" in headers.get("transfer-encoding", "").lower():
-            content = self._read_chunked()
+            content = self._read_chunked(status, limit)
         elif "content-length" in headers:
-            content = self._read_exact(_content_length(headers["content-length"]))
+            size = _content_length(headers["content-length"])
+            if size > limit:  # said up front: not one byte of it is read
+                raise self._too_large(status, limit)
+            content = self._read_exact(size)
         else:
-            content, until_close = self._read_to_close(), True
+            content, until_close = self._read_to_close(status, limit), True
         tokens = {token.strip() for token in headers.get("connection", "").lower().split(",")}
         if (
             until_close
@@ -360,6 +405,8 @@ class KeepAliveSession:
     def _receive(self) -> None:
         chunk = self._sock.recv(_RECV_SIZE)  # type: ignore[union-attr]
         if not chunk:
+            if self._aborted:
+                raise _ConnectionClosed("aborted: the client is shutting down")
             raise _ConnectionClosed("the server closed the connection")
         self._buffer += chunk
 
@@ -410,8 +457,18 @@ class KeepAliveSession:
                 raise _ProtocolError("a line of the answer is too long")
             self._receive()
 
-    def _read_chunked(self) -> bytes:
+    def _too_large(self, status: int, limit: int) -> ResponseTooLarge:
+        # The rest of the body is still coming: the connection cannot carry another request.
+        self.close()
+        return ResponseTooLarge(
+            f"the answer (HTTP {status}) is over {limit} bytes; the tracking API answers a "
+            "few bytes (is the host right?)",
+            status=status,
+        )
+
+    def _read_chunked(self, status: int, limit: int) -> bytes:
         parts: List[bytes] = []
+        total = 0
         while True:
             line = self._read_line()
             try:
@@ -422,18 +479,23 @@ class KeepAliveSession:
                 raise _ProtocolError(f"bad chunk size line {line[:40]!r}")
             if size == 0:
                 break
+            total += size
+            if total > limit:
+                raise self._too_large(status, limit)
             parts.append(self._read_exact(size))
             self._read_line()  # the line end after the chunk's data
         while self._read_line().strip():  # trailer fields, up to an empty line
             pass
         return b"".join(parts)
 
-    def _read_to_close(self) -> bytes:
+    def _read_to_close(self, status: int, limit: int) -> bytes:
         try:
-            while True:
+            while len(self._buffer) <= limit:
                 self._receive()
         except _ConnectionClosed:
             pass
+        if len(self._buffer) > limit:
+            raise self._too_large(status, limit)
         data = bytes(self._buffer)
         self._buffer.clear()
         return data

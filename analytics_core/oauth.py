@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import requests
 
 from .errors import OAuthError
+from .transport import read_answer
 
 logger = logging.getLogger("segment")
 
@@ -82,6 +83,7 @@ class OAuthTokenManager:
         self.max_retries = max(0, int(max_retries))
         self.proxies = proxies
         self.backoff_base = backoff_base
+        self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
         self._clock = clock
         self._sleep = sleep
@@ -114,6 +116,20 @@ class OAuthTokenManager:
             margin = min(expires_in * 0.1, REFRESH_MARGIN_CAP)
             self._cached = (token, self._clock() + expires_in - margin)
             return token
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a new lock and a session of its own.
+
+        A parent's thread may have held the lock at the fork (fetching a token): the child
+        inherits it held, with no thread to release it, and every upload would wait for it
+        forever. The parent's pooled connections must not carry the child's requests either:
+        they are dropped (not closed, which would not end the parent's copies anyway). A
+        session passed in by the caller is the caller's to replace. The cached token is valid
+        in both processes.
+        """
+        self._fetch_lock = threading.Lock()
+        if self._owns_session:
+            self._session = requests.Session()
 
     def invalidate(self) -> None:
         """Drop the cached token so the next :meth:`get_token` fetches a new one.
@@ -169,7 +185,9 @@ class OAuthTokenManager:
                     },
                     timeout=self.timeout,
                     proxies=self.proxies,
+                    stream=True,
                 )
+                read_answer(response)  # a token answer is small; a huge one fails the try
             except requests.RequestException as exc:
                 # The exception keeps the prepared request (and so the assertion) in .request:
                 # copy only its text, and do not chain it onto the error we raise.

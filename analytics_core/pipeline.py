@@ -5,6 +5,10 @@ A batch leaves when it holds ``upload_size`` messages, when it would reach the b
 asks. ``flush()`` knows exactly when everything queued before it has been delivered or reported:
 messages are numbered in queue order, and everything below the oldest batch still in flight (or
 below the next message to be taken) is finished.
+
+Shutting down is bounded: what is not delivered by the deadline, waiting or in flight, is
+reported then (a batch whose request never ends is given up, not waited for). A pipeline whose
+client was dropped delivers what it holds, then its uploaders end (see :meth:`Pipeline.release`).
 """
 
 import collections
@@ -12,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Set
 
 from .encoding import MAX_BATCH_BYTES, batch_overhead, join_batch
 from .errors import APIError
@@ -28,6 +32,43 @@ FailureHandler = Callable[[BaseException, List[bytes]], None]
 
 SPOOL_CHECK_INTERVAL = 5.0
 """Seconds between looks at the spool for messages a process that ended left there."""
+
+IDLE_CHECK_INTERVAL = 5.0
+"""An idle uploader looks whether its client was dropped at least this often (see release())."""
+
+ABORT_GRACE = 0.1
+"""Seconds a shutdown that gave up still lets the uploaders close their connections."""
+
+_draining: "Set[Pipeline]" = set()
+"""Pipelines of dropped clients still delivering; the exit waits for them too."""
+
+
+def draining() -> "List[Pipeline]":
+    """Pipelines whose client was dropped and which still deliver, in this process."""
+    pid = os.getpid()
+    found = []
+    for pipeline in _draining.copy():  # copy(): one step for the GIL, unlike iterating
+        if pipeline._pid == pid:
+            found.append(pipeline)
+        else:  # a forked child's copy: the parent delivers those messages
+            _draining.discard(pipeline)
+    return found
+
+
+def without_tracebacks(error: BaseException) -> BaseException:
+    """``error`` with no traceback on it or on its causes, before it goes to ``on_error``.
+
+    The frames of a failed send hold the batch body (with ``writeKey``) and the transport (with
+    the auth header); an error reporter that records local variables would send them on. They
+    are the transport's internals, of no use to the application.
+    """
+    seen = set()
+    current: Optional[BaseException] = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+    return error
 
 
 def _refused_for_good(error: Optional[BaseException]) -> bool:
@@ -52,6 +93,7 @@ class Pipeline:
         threads: int = 1,
         on_failure: FailureHandler,
         spool: "Optional[Spool]" = None,
+        shutdown_timeout: Optional[float] = None,
     ) -> None:
         self.transport = transport
         self.write_key = write_key or ""
@@ -64,6 +106,9 @@ class Pipeline:
         # Four batches waiting means the uploader is behind (see put()).
         self._yield_above = max(self.upload_size, min(4 * self.upload_size, max_queue_size // 2))
         self.spool = spool
+        self.shutdown_timeout = shutdown_timeout
+        """The client's ``shutdown_timeout``: what the exit allows a dropped client's pipeline."""
+        self._generation = 0
         self._init_state()
 
     def _init_state(self) -> None:
@@ -77,12 +122,20 @@ class Pipeline:
         self._taken_total = 0  # messages handed to an uploader
         self._in_flight: Dict[int, int] = {}  # batch id -> sequence number of its first message
         self._in_flight_count = 0  # messages taken by an uploader and not delivered or reported
+        self._flying: Dict[int, List[bytes]] = {}  # batch id -> its messages, while in flight
+        self._reporting: Set[int] = set()  # batches failed, their uploader reporting them
+        # Batches a shutdown gave up on (and reported) while their uploader was still out: what
+        # the uploader learns about them later is not counted or reported again.
+        self._abandoned: Set[int] = set()
+        self._released = False  # the client was dropped (see release())
+        self._live = 0  # uploader threads that have not ended
         self._next_batch_id = 0
         self._flush_target = 0  # send without waiting while taken_total is below this
         self._idle_uploaders = 0
         self._stopping = False
         self._threads: List[threading.Thread] = []
         self._running = False
+        self._generation += 1  # threads of an earlier generation end at their next batch
         self._pid = os.getpid()
         self.delivered = 0
         self.failed = 0
@@ -300,37 +353,69 @@ class Pipeline:
             if self._running and self._pid == os.getpid():
                 return
             self._stopping = False
+            self._generation += 1
             self._threads = [
-                threading.Thread(target=self._run, name=f"analytics-uploader-{index}", daemon=True)
+                threading.Thread(
+                    target=self._run,
+                    args=(self._generation,),
+                    name=f"analytics-uploader-{index}",
+                    daemon=True,
+                )
                 for index in range(self.thread_count)
             ]
             self._running = True
+            self._live += len(self._threads)
             for thread in self._threads:
                 thread.start()
 
-    def _run(self) -> None:
-        while True:
-            try:
-                self._refill_from_spool()
-                if not self._send_one_batch(None, wait=True):
-                    return
-            except Exception:  # never let the uploader die: log and go on
-                logger.exception("analytics: unexpected error in the uploader")
+    def _run(self, generation: int) -> None:
+        try:
+            while True:
+                try:
+                    self._refill_from_spool()
+                    if not self._send_one_batch(None, wait=True, generation=generation):
+                        return
+                except Exception:  # never let the uploader die: log and go on
+                    logger.exception("analytics: unexpected error in the uploader")
+        finally:
+            self._thread_ended()
 
-    def _take_batch(self, wait: bool) -> "Optional[tuple[int, List[bytes]]]":
+    def _thread_ended(self) -> None:
+        """An uploader ends: free its connection; the last one of a dropped client's pipeline
+        lets go of the spool too (nothing else will)."""
+        try:
+            self.transport.close_session()
+        except Exception:
+            logger.debug("analytics: closing the uploader's connection failed", exc_info=True)
+        with self._lock:
+            self._live -= 1
+            last = self._live <= 0 and self._released and self._pid == os.getpid()
+        if last:
+            _draining.discard(self)
+            self.close_spool()
+
+    def _take_batch(
+        self, wait: bool, generation: Optional[int] = None
+    ) -> "Optional[tuple[int, List[bytes]]]":
         """Under the lock: wait until a batch is due and take it; (-1, []) when there is nothing
-        to send yet (look at the spool, then come back), None when stopping and empty."""
+        to send yet (look at the spool, then come back), None when stopping and empty (or for
+        an uploader of an earlier generation: a shutdown gave up on it, others took over)."""
         queue = self._queue
         if wait:
+            if generation is not None and generation != self._generation:
+                return None
             while not queue:
-                if self._stopping:
+                if self._stopping or self._released:
                     return None
                 if self._backlog:
                     return -1, []  # the spool has messages for the queue: refill first
                 self._idle_uploaders += 1
-                # With a spool, look at it again now and then (a process that ended may have
-                # left messages there); without, sleep until there is something to send.
-                woken = self._has_items.wait(None if self.spool is None else SPOOL_CHECK_INTERVAL)
+                # Look at the spool again now and then (a process that ended may have left
+                # messages there), and whether the client was dropped (release() may not have
+                # been able to wake us).
+                woken = self._has_items.wait(
+                    IDLE_CHECK_INTERVAL if self.spool is None else SPOOL_CHECK_INTERVAL
+                )
                 self._idle_uploaders -= 1
                 if not woken and not queue:
                     return -1, []
@@ -343,6 +428,7 @@ class Pipeline:
                 and self._queued_bytes < self.batch_limit
                 and self._taken_total >= self._flush_target
                 and not self._stopping
+                and not self._released
             ):
                 remaining = due - time.monotonic()
                 if remaining <= 0:
@@ -366,6 +452,7 @@ class Pipeline:
         batch_id = self._next_batch_id
         self._next_batch_id += 1
         self._in_flight[batch_id] = self._taken_total
+        self._flying[batch_id] = batch
         self._in_flight_count += len(batch)
         self._taken_total += len(batch)
         if self.spool is not None:
@@ -373,10 +460,12 @@ class Pipeline:
             self._batch_rows[batch_id] = [rows.popleft() for _ in batch]
         return batch_id, batch
 
-    def _send_one_batch(self, deadline: Optional[float], wait: bool = False) -> bool:
+    def _send_one_batch(
+        self, deadline: Optional[float], wait: bool = False, generation: Optional[int] = None
+    ) -> bool:
         """Take one batch and deliver or report it. False when there was nothing (left) to do."""
         with self._lock:
-            taken = self._take_batch(wait)
+            taken = self._take_batch(wait, generation)
         if taken is None:
             return False
         batch_id, batch = taken
@@ -389,31 +478,57 @@ class Pipeline:
             error = None
         except Exception as exc:
             error = exc
-            self._report(exc, batch)
+            if self._claim_report(batch_id):
+                self._report(exc, batch)
         finally:  # even when on_error ends the thread (sys.exit() in it)
             self._finish(batch_id, batch, error)
         return True
+
+    def _claim_report(self, batch_id: int) -> bool:
+        """Whether the uploader reports its failed batch: not when a shutdown already did
+        (and from now on, a shutdown leaves it to the uploader)."""
+        with self._lock:
+            if batch_id in self._abandoned:
+                return False
+            self._reporting.add(batch_id)
+            return True
 
     def _finish(self, batch_id: int, batch: List[bytes], error: Optional[BaseException]) -> None:
         """Count one batch as delivered (``error`` None) or failed and settle its spool rows."""
         delivered = error is None
         with self._lock:
-            self._in_flight.pop(batch_id, None)
-            self._in_flight_count -= len(batch)
+            late = batch_id in self._abandoned
+            self._abandoned.discard(batch_id)
             rows = self._batch_rows.pop(batch_id, None)
+            if not late:  # a batch a shutdown gave up on was counted (and reported) then
+                self._in_flight.pop(batch_id, None)
+                self._flying.pop(batch_id, None)
+                self._reporting.discard(batch_id)
+                self._in_flight_count -= len(batch)
+                if delivered:
+                    self.delivered += len(batch)
+                else:
+                    self.failed += len(batch)
+                self._progress.notify_all()
+                self._room.notify_all()
+        if late:
             if delivered:
-                self.delivered += len(batch)
-            else:
-                self.failed += len(batch)
-            self._progress.notify_all()
-            self._room.notify_all()
+                # Reported as not delivered, yet it arrived: its spool rows go (no resend).
+                logger.info("analytics: a batch given up at shutdown was delivered after all")
+                if rows is not None:
+                    self._settle_rows(rows, True, None, quiet=True)
+            return
         if rows is not None:
             self._settle_rows(rows, delivered, error)
         if delivered:
             logger.debug("analytics: delivered a batch of %d", len(batch))
 
     def _settle_rows(
-        self, rows: List[Optional[int]], delivered: bool, error: Optional[BaseException]
+        self,
+        rows: List[Optional[int]],
+        delivered: bool,
+        error: Optional[BaseException],
+        quiet: bool = False,
     ) -> None:
         """Remove a batch's spool rows once it was answered 2xx, or refused for good (4xx).
 
@@ -425,7 +540,10 @@ class Pipeline:
         try:
             self.spool.remove([row for row in rows if row is not None])  # type: ignore[union-attr]
         except Exception:
-            logger.exception("analytics: could not remove delivered messages from the spool")
+            if quiet:  # after a shutdown closed the spool: the next process resends them
+                logger.debug("analytics: could not remove messages from the spool", exc_info=True)
+            else:
+                logger.exception("analytics: could not remove delivered messages from the spool")
 
     def _count_retry(self, attempt: int, error: BaseException) -> None:
         with self._lock:
@@ -433,6 +551,7 @@ class Pipeline:
 
     def _report(self, error: BaseException, batch: List[bytes]) -> None:
         logger.warning("analytics: could not deliver %d message(s): %s", len(batch), error)
+        without_tracebacks(error)
         try:
             self.on_failure(error, batch)
         except Exception:
@@ -441,37 +560,101 @@ class Pipeline:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:
-        """Deliver what is queued (within ``timeout``), then stop the uploaders.
+        """Deliver what is queued (within ``timeout`` seconds), then stop the uploaders.
 
-        What could not be delivered in time is reported through the failure handler. A later
-        ``put`` starts the uploaders again. Returns True when everything was delivered or reported
-        within the time.
+        It returns within about ``timeout``: what is not delivered by then, waiting or in
+        flight, is reported through the failure handler at that moment (a request that never
+        ends is given up, its connection shut). A later ``put`` starts the uploaders again.
+        Returns True when everything queued before the call was delivered or reported by the
+        uploaders within the time. An infinite ``timeout`` waits as long as None does.
         """
+        if timeout is not None and not timeout < threading.TIMEOUT_MAX:
+            timeout = None  # infinity: Python's waits cannot take it
+        deadline = None if timeout is None else time.monotonic() + timeout
         finished = self.flush(timeout)
         with self._lock:
             self._stopping = True
             self._has_items.notify_all()
-            threads = list(self._threads)
-        if not finished:
-            self.transport.stop_event.set()  # cut retry waits short; those batches get reported
+            threads = [
+                thread for thread in self._threads if thread is not threading.current_thread()
+            ]
+        if timeout is None:
+            error = TimeoutError("shutdown: not delivered before the uploader stopped")
+        else:
+            error = TimeoutError(f"shutdown: not delivered within {timeout:.3g}s")
+        if finished:
+            # Idle uploaders end at once; one busy with messages queued during the shutdown
+            # may use what is left of the time.
+            now = time.monotonic()
+            end = now + 2.0 if deadline is None else max(deadline, now + ABORT_GRACE)
+        else:
+            self.give_up(error)
+            end = time.monotonic() + ABORT_GRACE
         for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout=2.0 if finished else 5.0)
+            thread.join(max(0.0, end - time.monotonic()))
+        self.give_up(error)  # anything queued or taken since (then the uploaders were stopped)
         with self._lock:
+            self._running = False
+            self._threads = []
+            self._generation += 1
+            self._progress.notify_all()
+        self.transport.rearm()
+        _draining.discard(self)
+        return finished
+
+    def give_up(self, error: BaseException) -> int:
+        """Report everything not delivered yet, waiting or in flight, with ``error``; return
+        how many messages that was. The requests of batches in flight are cut short, and
+        their uploaders, whenever they come back, neither count nor report them again. A batch
+        whose uploader is reporting its failure right now is left to it.
+
+        Their spool rows (if any) stay: the next process that opens the spool sends them.
+        """
+        with self._lock:
+            stranded: List[bytes] = []
+            for batch_id in sorted(self._flying):
+                if batch_id in self._reporting:
+                    continue
+                items = self._flying.pop(batch_id)
+                del self._in_flight[batch_id]
+                self._abandoned.add(batch_id)
+                self._in_flight_count -= len(items)
+                stranded.extend(items)
             leftover = list(self._queue)
             self._queue.clear()
-            # Their spool rows (if any) stay: the next process that opens the spool sends them.
             self._rows.clear()
             self._taken_total += len(leftover)
             self._queued_bytes = 0
-            self._running = False
-            self._threads = []
-            self.failed += len(leftover)
+            self.failed += len(stranded) + len(leftover)
             self._progress.notify_all()
-        if leftover:
-            self._report(TimeoutError("shutdown: not delivered in time"), leftover)
-        self.transport.stop_event.clear()
-        return finished
+            self._room.notify_all()
+        if stranded:
+            self.transport.abort()  # cut their requests and retry waits short
+        items = stranded + leftover
+        if items:
+            self._report(error, items)
+        return len(items)
+
+    def release(self) -> None:
+        """The client was dropped (called by ``Client.__del__``): deliver what it queued
+        in the background, then end the uploaders and close their connections.
+
+        It may run inside the garbage collector, on whichever thread it interrupted, maybe an
+        uploader holding the lock: so it never waits for the lock. When it cannot take it at
+        once, the uploaders see the flag by themselves (at most IDLE_CHECK_INTERVAL later).
+        """
+        if self._pid != os.getpid():
+            return
+        self._released = True
+        if not self._running:
+            self.close_spool()
+            return
+        _draining.add(self)  # the exit delivers what is left, within the time it allows
+        if self._lock.acquire(blocking=False):
+            try:
+                self._has_items.notify_all()
+            finally:
+                self._lock.release()
 
     def reset_after_fork(self) -> None:
         """In a forked child: fresh locks, an empty queue, no threads (the parent sends its own)."""

@@ -9,6 +9,10 @@ is a :class:`~analytics_core.keepalive.KeepAliveSession`: one kept-alive HTTP/1.
 ``proxies`` option or the environment), or while a test library hooks into ``requests``
 (responses, requests-mock), a ``requests.Session`` posts as before. Network failures are
 ``requests`` exceptions on both paths, so ``on_error`` handlers see the same types.
+
+Both paths read at most :data:`~analytics_core.keepalive.MAX_ANSWER_BYTES` of an answer, and
+neither lets the write key out in an exception: requests' exceptions keep the prepared request
+(the ``Authorization`` header, the body with ``writeKey``), so they are raised again without it.
 """
 
 import base64
@@ -19,15 +23,22 @@ import random
 import sys
 import threading
 import time
+import weakref
 import zlib
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
 
 import requests
 import requests.adapters
 import requests.utils
 
 from .errors import APIError
-from .keepalive import KeepAliveSession, PreparedPost, origin_and_target
+from .keepalive import (
+    MAX_ANSWER_BYTES,
+    KeepAliveSession,
+    PreparedPost,
+    ResponseTooLarge,
+    origin_and_target,
+)
 from .version import VERSION
 
 logger = logging.getLogger("segment")
@@ -94,7 +105,7 @@ def _is_retryable(status: int) -> bool:
     return status >= 500 or status == 429
 
 
-def _api_error(response: Any) -> APIError:
+def _api_error(response: Any, secrets: Iterable[str] = ()) -> APIError:
     code, message = "request-failed", response.reason or ""
     try:
         payload = response.json()
@@ -104,7 +115,67 @@ def _api_error(response: Any) -> APIError:
     except ValueError:
         text = response.text[:200]
         message = text or message
-    return APIError(response.status_code, code, message)
+    # A proxy's error page may echo the request back: never its credentials.
+    return APIError(response.status_code, _redact(code, secrets), _redact(message, secrets))
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+def read_answer(response: requests.Response, limit: int = MAX_ANSWER_BYTES) -> bytes:
+    """Read the body of a response requested with ``stream=True``, at most ``limit`` bytes.
+
+    Over that, raise :class:`~analytics_core.keepalive.ResponseTooLarge` and close the
+    connection; else the body is kept as ``response.content`` (read fully, the connection goes
+    back to the pool), so ``text`` and ``json()`` work as usual.
+    """
+    status = response.status_code
+    declared = response.headers.get("Content-Length", "")
+    # Said up front (compressed or not, a body that long is not the API's answer): read none.
+    too_large = declared.isdigit() and int(declared) > limit
+    parts = []
+    size = 0
+    try:
+        if not too_large:
+            for chunk in response.iter_content(16384):
+                size += len(chunk)
+                if size > limit:
+                    too_large = True
+                    break
+                parts.append(chunk)
+    except BaseException:
+        response.close()
+        raise
+    if too_large:
+        response.close()
+        raise ResponseTooLarge(
+            f"the answer (HTTP {status}) is over {limit} bytes; the tracking API answers a few "
+            "bytes (is the host right?)",
+            status=status,
+        )
+    content = response._content = b"".join(parts)
+    return content
+
+
+def scrubbed(error: BaseException, secrets: Iterable[str] = ()) -> BaseException:
+    """``error`` raised again without what requests attached to it: a new exception of the same
+    type with the same text (``secrets`` redacted), no ``request``, ``response`` or cause.
+
+    requests keeps the prepared request on its exceptions, and urllib3 its own exception (with
+    the pool and, down its chain, the frames that held the body) as the first argument.
+    """
+    text = _redact(str(error), secrets)
+    try:
+        clean = type(error)(text)
+    except Exception:  # a type whose constructor wants more: the closest plain one
+        clean = requests.exceptions.ConnectionError(text)
+    if isinstance(error, ResponseTooLarge):
+        clean.status = error.status  # type: ignore[attr-defined]
+    return clean
 
 
 def _gzip(body: bytes) -> bytes:
@@ -157,10 +228,21 @@ class Transport:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self._token_provider = token_provider
-        self._basic = "Basic " + base64.b64encode(f"{write_key or ''}:".encode()).decode()
+        encoded = base64.b64encode(f"{write_key or ''}:".encode()).decode()
+        self._basic = "Basic " + encoded
+        # Kept out of every exception and error text (see scrubbed()).
+        self._secrets = tuple(secret for secret in (write_key, encoded) if secret)
         self._proxies = proxies
+        self.max_answer = MAX_ANSWER_BYTES
+        """The most of an answer's body that is read (see :func:`read_answer`)."""
+        self._init_sessions()
+
+    def _init_sessions(self) -> None:
         # One session per uploader thread: neither kind may be shared between threads.
         self._local = threading.local()
+        # Every thread's keep-alive session, for abort(); weak, so a thread's end frees its own.
+        self._sessions: weakref.WeakSet[KeepAliveSession] = weakref.WeakSet()
+        self._sessions_lock = threading.Lock()
         self.stop_event = threading.Event()
         """Set to cut retry waits short (shutdown); the batch is then reported, not dropped."""
 
@@ -172,7 +254,7 @@ class Transport:
         test library hooks into requests, else a ``requests.Session``."""
         local = self._local
         direct = getattr(local, "direct", False)
-        if direct is False:
+        if direct is False or (direct is not None and direct._aborted):
             direct = local.direct = self._new_direct_session()
         if direct is not None and not _requests_hooked():
             return direct
@@ -204,7 +286,11 @@ class Transport:
         proxies, verify = self._settings()
         if requests.utils.select_proxy(self.url, proxies):
             return None
-        return KeepAliveSession(self.url, verify)
+        session = KeepAliveSession(self.url, verify)
+        session.max_answer = self.max_answer
+        with self._sessions_lock:
+            self._sessions.add(session)
+        return session
 
     def _new_session(self) -> requests.Session:
         proxies, verify = self._settings()
@@ -219,15 +305,51 @@ class Transport:
         """Forget sessions and the stop flag (used in a forked child: sockets are the parent's).
 
         The parent's connections are dropped, never closed with a shutdown: closing a copied
-        descriptor leaves the parent's connection open.
+        descriptor leaves the parent's connection open. The OAuth token manager gets a fresh
+        lock (a parent's thread may have held it at the fork) and a session of its own.
         """
-        self._local = threading.local()
+        self._init_sessions()
+        reset_token_provider = getattr(self._token_provider, "reset_after_fork", None)
+        if reset_token_provider is not None:
+            reset_token_provider()
+
+    def close_session(self) -> None:
+        """Close this thread's sessions (an uploader thread that ends frees its sockets)."""
+        local = self._local
+        direct = getattr(local, "direct", None)
+        if direct is not None:
+            direct.close()
+        session = getattr(local, "session", None)
+        if session is not None:
+            session.close()
+        local.__dict__.clear()
+
+    def abort(self) -> None:
+        """From another thread, at the end of a shutdown: cut retry waits short, end the
+        requests in progress on keep-alive connections, and make their threads' next request
+        open new ones. (A ``requests`` session's request in progress runs to its timeout.)"""
+        self.stop_event.set()
+        with self._sessions_lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.abort()
+
+    def rearm(self) -> None:
+        """A fresh stop flag for what is sent after a shutdown. Threads still inside ``send``
+        keep the flag that was set, so they give up instead of retrying."""
         self.stop_event = threading.Event()
 
     def _headers(self) -> Dict[str, str]:
         if self._token_provider is not None:
             return {"Authorization": "Bearer " + self._token_provider.get_token()}
         return {"Authorization": self._basic}
+
+    def _timeout_now(self) -> Any:
+        """``timeout``, shortened to what is left before the deadline of this thread's send."""
+        deadline = getattr(self._local, "deadline", None)
+        if deadline is None or not isinstance(self.timeout, (int, float)):
+            return self.timeout
+        return max(0.05, min(self.timeout, deadline - time.monotonic()))
 
     def post_once(self, body: bytes) -> Any:
         """One POST of a batch body; no retries.
@@ -236,10 +358,21 @@ class Transport:
         ``reason``, ``headers``, ``text`` and ``json()``.
         """
         session = self._session()
+        timeout = self._timeout_now()
         if isinstance(session, KeepAliveSession):
-            return session.send(self._prepare(body), timeout=self.timeout)
+            return session.send(self._prepare(body), timeout=timeout)
         headers, data = self._headers_and_data(body)
-        return session.post(self.url, data=data, headers=headers, timeout=self.timeout)
+        error: Optional[BaseException] = None
+        try:
+            response = session.post(
+                self.url, data=data, headers=headers, timeout=timeout, stream=True
+            )
+            read_answer(response, self.max_answer)
+        except requests.RequestException as exc:
+            error = scrubbed(exc, self._secrets + (headers.get("Authorization", ""),))
+        if error is not None:
+            raise error  # out of the except block, so the original is not its __context__
+        return response
 
     def _headers_and_data(self, body: bytes) -> "Tuple[Dict[str, str], bytes]":
         headers = self._headers()
@@ -260,9 +393,15 @@ class Transport:
     ) -> None:
         """Deliver ``body``, retrying network errors, 5xx and 429; raise the last error.
 
-        ``deadline`` (a ``time.monotonic()`` value) bounds the whole attempt, as at shutdown.
+        ``deadline`` (a ``time.monotonic()`` value) bounds the whole attempt, as at shutdown:
+        no wait goes past it, and each request's timeout is shortened to what is left.
         """
-        self._retry(body, self._attempt(body), on_retry, deadline)
+        local = self._local
+        local.deadline = deadline
+        try:
+            self._retry(body, self._attempt(body), on_retry, deadline)
+        finally:
+            local.deadline = None
 
     def _retry(
         self,
@@ -276,6 +415,7 @@ class Transport:
         error, wait = first
         attempt = 0
         may_refresh = True
+        stop = self.stop_event  # the one a shutdown sets, even if rearm() replaced it since
         while error is not None:
             if isinstance(error, APIError) and error.status in (401, 403):
                 may_refresh = False  # one fresh token per batch; a second refusal is final
@@ -289,7 +429,7 @@ class Transport:
             if on_retry is not None:
                 on_retry(attempt, error)
             logger.debug("analytics: retry %d in %.2fs after %s", attempt, wait, error)
-            if self.stop_event.wait(wait) and deadline is None:
+            if stop.wait(wait):  # a shutdown gave up on this batch: it is reported
                 raise error
             error, wait = self._attempt(body, may_refresh)
 
@@ -317,7 +457,7 @@ class Transport:
         status = response.status_code
         if 200 <= status < 300:
             return None, None
-        error = _api_error(response)
+        error = _api_error(response, self._secrets)
         if status in (401, 403) and self._token_provider is not None and may_refresh:
             self._token_provider.invalidate()  # an expired or revoked token: fetch a new one
             return error, 0.0

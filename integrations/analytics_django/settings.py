@@ -15,6 +15,7 @@ from django.conf import settings
 
 from analytics_core import Client
 from analytics_core.anonymous_cookie import check_cookie_domain
+from analytics_core.client import is_seconds
 from analytics_core.pageviews import compile_exclude
 from analytics_core.web import normalize_forwarded_header
 
@@ -127,7 +128,7 @@ def _is_non_negative_int(value: Any) -> bool:
 
 
 def _is_seconds(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value >= 0
+    return is_seconds(value)  # the client's own check: finite (no NaN, no infinity), >= 0
 
 
 def _is_optional_str(value: Any) -> bool:
@@ -187,7 +188,7 @@ def _is_exclude(value: Any) -> bool:
 
 _BOOL = (_is_bool, "a bool (True or False)")
 _COUNT = (_is_count, "an integer >= 1")
-_SECONDS = (_is_seconds, "a number of seconds >= 0")
+_SECONDS = (_is_seconds, "a finite number of seconds >= 0")
 _OPTIONAL_STR = (_is_optional_str, "a string or None")
 
 SCHEMA: Mapping[str, Tuple[Callable[[Any], bool], str]] = MappingProxyType(

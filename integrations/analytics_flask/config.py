@@ -18,6 +18,7 @@ from werkzeug.utils import import_string
 
 from analytics_core import Client, ValidationError
 from analytics_core.anonymous_cookie import check_cookie_domain
+from analytics_core.client import is_seconds
 from analytics_core.pageviews import compile_exclude
 from analytics_core.web import normalize_forwarded_header
 
@@ -132,7 +133,7 @@ def _is_int(minimum: int) -> Callable[[Any], bool]:
 
 
 def _is_seconds(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value >= 0
+    return is_seconds(value)  # the client's own check: finite (no NaN, no infinity), >= 0
 
 
 def _is_optional_str(value: Any) -> bool:
@@ -179,7 +180,7 @@ def _accepted_by(check: Callable[[Any], Any]) -> Callable[[Any], bool]:
 
 _BOOL = (_is_bool, "True or False")
 _COUNT = (_is_int(1), "an integer >= 1")
-_SECONDS = (_is_seconds, "a number of seconds >= 0")
+_SECONDS = (_is_seconds, "a finite number of seconds >= 0")
 _OPTIONAL_STR = (_is_optional_str, "a string or None")
 
 _SCHEMA: Mapping[str, Tuple[Callable[[Any], bool], str]] = MappingProxyType(
