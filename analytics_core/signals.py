@@ -1,80 +1,369 @@
-"""Delivering the queue when the process is stopped with SIGTERM.
+"""Delivering the queue when the process is stopped with SIGTERM, leaving the process as it was.
 
-analytics_core delivers what is queued from an ``atexit`` hook, which runs when the interpreter
-exits normally (gunicorn's workers leave through ``sys.exit``, so that is enough there). Two
-common ways of stopping a process skip it, both measured in tests (tests/test_django_servers.py,
-tests/test_reliability_servers.py):
+analytics_core delivers what is queued from an ``atexit`` hook, and two common deaths by SIGTERM
+skip it: the default disposition (a script, a management command, uvicorn's gunicorn worker,
+a multiprocessing child) kills in the kernel, and uvicorn, after its graceful shutdown, puts
+back the disposition it found and raises SIGTERM again to die by it.
 
-- uvicorn handles SIGTERM gracefully, then restores the handler that was there before it
-  started (the default) and raises SIGTERM again so that the process dies "by the signal". That
-  death runs no ``atexit`` hook: every event of the last ``upload_interval`` is lost.
-- A process whose SIGTERM disposition is the default (a script, a management command, uvicorn's
-  gunicorn worker, which resets it before uvicorn takes over) is killed on the spot, also
-  without ``atexit``.
+What must not change for the program (DESIGN.md, "The host process is left as it was"): a
+process that dies by SIGTERM still dies by SIGTERM (``-15`` to ``subprocess``, 143 in a shell),
+at most ``shutdown_timeout`` later; a second SIGTERM kills at once; no exception is raised into
+the program (its ``except BaseException`` sees nothing); no signal stays blocked; a handler the
+program or its server installed still runs, and still kills when it re-raises.
 
 So when the first client that sends from a background queue is made in the main thread
-(:func:`analytics_core.lifecycle.register`; Django's AppConfig also calls it when the app is
-ready), the SIGTERM handler is wrapped:
+(:func:`analytics_core.lifecycle.register`; Django's AppConfig also calls it), the SIGTERM
+disposition found then decides:
 
-- If a server installed a handler (uvicorn, gunicorn's workers), it still gets the signal, but
-  SIGTERM is blocked on the main thread first. A server that re-raises SIGTERM after its graceful
-  shutdown (uvicorn) then leaves the signal pending instead of dying, returns from its main
-  function, and the process exits normally through ``atexit``. A second SIGTERM from outside is
-  delivered to another thread and still reaches the server's handler.
-- If the disposition was the default, SIGTERM raises ``SystemExit(143)`` (128 + SIGTERM, the
-  status a shell reports for a process killed by it) in the main thread, as Django's autoreloader
-  does: the stack unwinds and ``atexit`` delivers the queue. Delivering from inside the handler
-  instead could deadlock on a lock the interrupted code holds.
+- **The default**: our handler. On the first SIGTERM it puts the default back (a second SIGTERM
+  kills at once), delivers from a helper thread while the main thread waits in the handler (at
+  most the largest ``shutdown_timeout`` and a grace), then raises SIGTERM again: the process dies
+  by the signal and the program never ran another line. Delivering on the main thread itself
+  could deadlock on a lock the interrupted code holds. If the main thread was interrupted inside
+  analytics_core, it may hold the queue's lock, which the delivery needs: it is let run until
+  that outermost call returns (a profile hook on the main thread catches the return), at most
+  ``_LEAVE_LIMIT`` seconds, then delivery starts anyway.
+- **A handler** (a server's, the program's): wrapped. SIGTERM is blocked in the main thread only
+  while that handler runs. If the handler re-raised SIGTERM with the default disposition (the
+  "clean up, restore the default, ``signal.raise_signal``" idiom), the signal is pending when it
+  returns: the queue is delivered as above, then the mask is restored and the pending signal
+  kills. Otherwise the mask is restored and nothing else happens.
+- **uvicorn's handler** (an app that uvicorn imports inside ``Server.capture_signals``: several
+  workers, ``--reload``, a program that runs ``Server`` itself, or a client made at the first
+  request): wrapped as above; and that server's ``shutdown`` is wrapped so that after a SIGTERM
+  the queue is delivered once the graceful shutdown is over, before uvicorn puts its saved
+  disposition back and re-raises. During that delivery a second SIGTERM kills at once.
+- Ignored, installed outside Python, off the main thread, no ``pthread_sigmask`` (Windows):
+  nothing is changed.
 
-A SIGTERM that was ignored stays ignored, and nothing is changed outside the main thread.
+A SIGTERM with the default disposition that comes while the main thread is delivering at exit
+already (the ``atexit`` hook) lets that delivery finish, then ends the process by the signal.
+
+Opt out with the environment variable ``ANALYTICS_CORE_SIGTERM_HOOK=0`` (read when a client is
+made), or undo with :func:`uninstall_sigterm_handler`.
 """
 
+import _thread
+import contextlib
+import functools
+import inspect
 import logging
+import os
 import signal
 import sys
 import threading
-from types import FrameType
-from typing import Any, Callable, Optional
+import time
+from types import CodeType, FrameType
+from typing import Any, Callable, List, Optional
 
-__all__ = ["install_sigterm_handler"]
+from .shutdown import shutdown_clients
+
+__all__ = ["OPT_OUT_VARIABLE", "install_sigterm_handler", "uninstall_sigterm_handler"]
 
 logger = logging.getLogger("segment")
 
-_MARK = "_analytics_core_sigterm"
+Handler = Callable[[int, Optional[FrameType]], Any]
+
+OPT_OUT_VARIABLE = "ANALYTICS_CORE_SIGTERM_HOOK"
+"""Set to ``0`` (or ``false``, ``no``, ``off``) to leave SIGTERM alone."""
+_OFF = frozenset({"0", "false", "no", "off"})
+
+_REPLACED = "_analytics_core_replaced"  # on our handlers: the disposition they replaced
+_WRAPPED = "_analytics_core_wrapped"  # on a uvicorn Server.shutdown we wrapped
+
+_GRACE = 0.5
+"""Seconds the main thread waits beyond ``shutdown_timeout`` for the delivery to report."""
+
+_LEAVE_LIMIT = 0.5
+"""Seconds the main thread may run on to leave analytics_core before delivery starts anyway."""
+
+# Modules of analytics_core that run the program's code for their whole life: being inside
+# them says nothing about holding a lock of ours.
+_PROGRAM_RUNNERS = (
+    "analytics_core.cli",
+    "analytics_core.collector",
+    "analytics_core.demo",
+    "analytics_core.pytest_plugin",
+    "analytics_core.signals",
+)
 
 
-def _wrap_server_handler(previous: Callable[[int, Optional[FrameType]], Any]) -> Callable:
-    def on_sigterm(signum: int, frame: Optional[FrameType]) -> Any:
-        if hasattr(signal, "pthread_sigmask"):
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        return previous(signum, frame)
-
-    return on_sigterm
-
-
-def _exit_on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
-    # Once is enough: a second SIGTERM during the delivery at exit kills as the default would.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    sys.exit(128 + signum)
+# -- installing --------------------------------------------------------------------------------
 
 
 def install_sigterm_handler() -> bool:
-    """Wrap the SIGTERM handler as the module docstring explains; False if left unchanged."""
+    """Install the SIGTERM handling the module docstring explains; False if left unchanged."""
+    if os.environ.get(OPT_OUT_VARIABLE, "").strip().lower() in _OFF:
+        return False
+    if not hasattr(signal, "pthread_sigmask"):
+        return False  # no way to hold a re-raised signal back (Windows)
     if threading.current_thread() is not threading.main_thread():
         return False  # signal.signal() works in the main thread only
-    try:
-        previous = signal.getsignal(signal.SIGTERM)
-    except (AttributeError, ValueError):  # a platform without SIGTERM
+    previous = signal.getsignal(signal.SIGTERM)
+    if hasattr(previous, _REPLACED) or previous == signal.SIG_IGN or previous is None:
+        # Ours already; ignored on purpose; or a handler installed outside Python, which we
+        # could not chain to.
         return False
-    if getattr(previous, _MARK, False) or previous == signal.SIG_IGN:
-        return False
-    if callable(previous):
-        handler = _wrap_server_handler(previous)
-    elif previous == signal.SIG_DFL:
-        handler = _exit_on_sigterm
-    else:  # None: a handler installed outside Python, which we cannot chain to
-        return False
-    setattr(handler, _MARK, True)
+    if previous == signal.SIG_DFL:
+        handler: Handler = _on_sigterm
+    else:
+        handler = _wrap(previous)
+    setattr(handler, _REPLACED, previous)
     signal.signal(signal.SIGTERM, handler)
     logger.debug("analytics: SIGTERM now delivers the queue before the process ends")
     return True
+
+
+def uninstall_sigterm_handler() -> bool:
+    """Put back the SIGTERM disposition ours replaced, if ours is still the one installed (in
+    the main thread only); False if there was nothing to undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    current = signal.getsignal(signal.SIGTERM)
+    if not hasattr(current, _REPLACED):
+        return False
+    signal.signal(signal.SIGTERM, getattr(current, _REPLACED))
+    return True
+
+
+# -- the default disposition -------------------------------------------------------------------
+
+
+def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+    """The handler that stands for the default disposition: deliver, then die by the signal."""
+    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM kills at once from here on
+    _stop(signum, frame)
+
+
+# -- a handler that was there ------------------------------------------------------------------
+
+
+class _Seen:
+    """Whether the wrapped handler was called for SIGTERM (read by the uvicorn hook)."""
+
+    received = False
+
+
+def _wrap(previous: Handler) -> Handler:
+    seen = _Seen()
+
+    def on_sigterm(signum: int, frame: Optional[FrameType]) -> Any:
+        seen.received = True
+        # Held back while the handler runs, so that a re-raise in it is still pending when it
+        # returns and the queue can be delivered before the signal acts.
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
+        if signum in before:  # the program blocks it itself: its own business
+            return previous(signum, frame)
+        try:
+            return previous(signum, frame)
+        finally:
+            if _re_raised(signum):
+                _stop(signum, frame)  # returns only if the main thread must run on a little
+            else:
+                signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+    _hook_uvicorn(previous, seen)
+    return on_sigterm
+
+
+def _re_raised(signum: int) -> bool:
+    """The handler asked to die by the signal: it is pending, with the default disposition."""
+    return signum in signal.sigpending() and signal.getsignal(signum) == signal.SIG_DFL
+
+
+def _hook_uvicorn(previous: Handler, seen: _Seen) -> None:
+    """Deliver at the end of uvicorn's graceful shutdown when it came from SIGTERM.
+
+    uvicorn installs ``Server.handle_exit`` for the time it serves; once its ``shutdown()``
+    coroutine is over it puts back the disposition it found (usually the default) and raises
+    the signal again, which kills before ``atexit``. The server is the bound handler's
+    ``__self__``; its ``shutdown`` is wrapped on that instance only.
+    """
+    server = getattr(previous, "__self__", None)
+    if server is None or not type(server).__module__.startswith("uvicorn."):
+        return
+    shutdown = getattr(server, "shutdown", None)
+    if not inspect.iscoroutinefunction(shutdown) or getattr(shutdown, _WRAPPED, False):
+        return
+
+    @functools.wraps(shutdown)
+    async def shutdown_then_deliver(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await shutdown(*args, **kwargs)
+        finally:
+            if seen.received:
+                _deliver_where_a_second_sigterm_kills()
+
+    setattr(shutdown_then_deliver, _WRAPPED, True)
+    server.shutdown = shutdown_then_deliver
+
+
+def _deliver_where_a_second_sigterm_kills() -> None:
+    """Deliver now; meanwhile SIGTERM has its default action (only the main thread can
+    change that; elsewhere a second SIGTERM goes to whatever is installed)."""
+    if threading.current_thread() is not threading.main_thread():
+        _deliver(time.monotonic())
+        return
+    current = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        _deliver(time.monotonic())
+    finally:
+        signal.signal(signal.SIGTERM, current)
+
+
+# -- delivering, then dying --------------------------------------------------------------------
+
+
+def _stop(signum: int, frame: Optional[FrameType]) -> None:
+    """Deliver, then end the process by ``signum``: in the main thread, in a handler, with the
+    signal's disposition the default already.
+
+    Returns only when the main thread was inside analytics_core, where it may hold the lock the
+    delivery needs: it runs on until it leaves (see :class:`_Deferred`), and ends there.
+    """
+    started = time.monotonic()
+    exiting = _frame_of(frame, shutdown_clients.__code__)
+    if exiting is not None:
+        # Already delivering at exit (atexit, a multiprocessing finalizer), within its own
+        # bound: let that finish rather than start another, then end by the signal.
+        _Deferred(signum, exiting, started, deliver=False).arm()
+        return
+    watched = _outermost_own_frame(frame)
+    if watched is None:
+        _deliver(started)
+        _die(signum)
+        return
+    _Deferred(signum, watched, started, deliver=True).arm()
+
+
+def _sending_clients() -> List[Any]:
+    from . import lifecycle  # here: lifecycle imports this module
+
+    return [
+        client
+        for client in list(getattr(lifecycle, "_clients", ()))
+        if client.send and not client.sync_mode
+    ]
+
+
+def _deliver(started: float) -> None:
+    """Deliver every client's queue from a helper thread and wait for it, until ``started``
+    plus the largest ``shutdown_timeout`` (and a grace for the report). Never raises."""
+    try:
+        clients = _sending_clients()
+    except Exception:
+        logger.exception("analytics: could not list the clients to deliver at SIGTERM")
+        return
+    if not clients:
+        return
+    # Time the main thread spent leaving analytics_core counts against the bound.
+    timeout = max(
+        0.0, max(client.shutdown_timeout for client in clients) - (time.monotonic() - started)
+    )
+    finished = _thread.allocate_lock()
+    finished.acquire()
+
+    def deliver() -> None:
+        try:
+            shutdown_clients(clients, timeout)
+        finally:
+            finished.release()
+
+    # A bare thread: threading.Thread.start() takes a lock of the threading module that the
+    # interrupted main thread may hold (it was stopped between any two bytecodes).
+    try:
+        _thread.start_new_thread(deliver, ())
+    except RuntimeError:  # the interpreter is finalizing: no thread can start any more
+        return
+    # Interrupted (Ctrl-C while waiting): stop waiting; the process is ending anyway.
+    with contextlib.suppress(BaseException):
+        finished.acquire(timeout=timeout + _GRACE)
+
+
+def _die(signum: int) -> None:
+    """End the process by ``signum``'s default action (no ``atexit``, status ``-signum``)."""
+    # Unblocked in this thread only; a pending re-raise of the program is what acts then.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+    signal.raise_signal(signum)
+    # Still alive: the disposition was changed since (by the program, whose choice it is).
+
+
+def _frame_of(frame: Optional[FrameType], code: CodeType) -> Optional[FrameType]:
+    """The innermost frame running ``code`` on the interrupted stack, if any."""
+    while frame is not None:
+        if frame.f_code is code:
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def _outermost_own_frame(frame: Optional[FrameType]) -> Optional[FrameType]:
+    """The outermost frame of analytics_core's own code on the interrupted stack, if any."""
+    found = None
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if (name == "analytics_core" or name.startswith("analytics_core.")) and not (
+            name.startswith(_PROGRAM_RUNNERS)
+        ):
+            found = frame
+        frame = frame.f_back
+    return found
+
+
+class _Deferred:
+    """Deliver (if ``deliver``) and die once the main thread returns from ``watched`` (the
+    locks taken below it are released then); when delivering, also from a helper thread after
+    ``_LEAVE_LIMIT`` seconds, if that comes first. (Not delivering, ``watched`` is the delivery
+    at exit, which keeps its own bound.)
+
+    The main thread stops running the program as soon as it leaves ``watched``: it waits
+    there for the delivery, then dies.
+    """
+
+    def __init__(self, signum: int, watched: FrameType, started: float, deliver: bool) -> None:
+        self.signum = signum
+        self.watched = watched
+        self.started = started
+        self.deliver = deliver
+        self.claimed = _thread.allocate_lock()
+        self.finished = _thread.allocate_lock()
+        self.finished.acquire()
+        self.previous_profile = sys.getprofile()
+
+    def arm(self) -> None:
+        sys.setprofile(self.on_event)  # the calling thread's only: the main thread
+        if self.deliver:
+            with contextlib.suppress(RuntimeError):  # finalizing: the return will do
+                _thread.start_new_thread(self.after_limit, ())
+
+    def on_event(self, frame: FrameType, event: str, arg: Any) -> None:
+        if event == "return" and frame is self.watched:
+            sys.setprofile(self.previous_profile)
+            self.run()
+
+    def after_limit(self) -> None:
+        # Give up waiting for the main thread to leave analytics_core: deliver from here.
+        time.sleep(_LEAVE_LIMIT)
+        self.run()
+
+    def run(self) -> None:
+        if self.claimed.acquire(blocking=False):
+            try:
+                if self.deliver:
+                    _deliver(self.started)
+            finally:
+                self.finished.release()
+        else:  # the other way got here first: wait for its delivery, then end as it does
+            with contextlib.suppress(BaseException):  # interrupted: end now
+                self.finished.acquire(timeout=_bound_for_waiting(self.started))
+        _die(self.signum)
+
+
+def _bound_for_waiting(started: float) -> float:
+    try:
+        clients = _sending_clients()
+    except Exception:
+        return _GRACE
+    longest = max((client.shutdown_timeout for client in clients), default=0.0)
+    return max(0.0, longest - (time.monotonic() - started)) + _GRACE

@@ -106,8 +106,8 @@ def test_gunicorn_max_requests_recycling_loses_nothing(collector):
 
 def test_gunicorn_uvicorn_worker_delivers_everything_on_sigterm(collector):
     # uvicorn's gunicorn worker resets SIGTERM to the default before the app loads, then uvicorn
-    # re-raises it after its graceful shutdown: without analytics_django's handler the worker
-    # would die by the signal, before atexit (see analytics_core/signals.py).
+    # re-raises it after its graceful shutdown: the worker dies by the signal, before atexit,
+    # once the handler analytics_django installed delivered (see analytics_core/signals.py).
     count = 20
     port = free_port()
     command = executable("gunicorn") + ["tests.django_project.asgi:application"]
@@ -123,7 +123,8 @@ def test_gunicorn_uvicorn_worker_delivers_everything_on_sigterm(collector):
 
 def test_uvicorn_asgi_workers_deliver_everything_on_sigterm(collector):
     # uvicorn re-raises SIGTERM with the default handler after its graceful shutdown, killing
-    # the worker before atexit: analytics_django's SIGTERM handler is what makes this pass.
+    # the worker before atexit: each worker imports the app under uvicorn's handler, and
+    # analytics_core.signals delivers at the end of uvicorn's shutdown, before the re-raise.
     count = 30
     port = free_port()
     command = executable("uvicorn") + ["tests.django_project.asgi:application"]

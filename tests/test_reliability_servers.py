@@ -113,8 +113,9 @@ def test_gunicorn_preload_delivers_every_request_and_the_masters_event_once(coll
     "signum",
     [
         pytest.param(signal.SIGINT, id="sigint"),
-        # uvicorn re-raises SIGTERM after its graceful shutdown, which would skip atexit:
-        # analytics_core.signals keeps the process alive to exit normally and deliver.
+        # uvicorn re-raises SIGTERM after its graceful shutdown, which would skip atexit: the
+        # client is made at the first request, under uvicorn's handler, so analytics_core.signals
+        # delivers at the end of uvicorn's shutdown, before the re-raise kills.
         pytest.param(signal.SIGTERM, id="sigterm"),
     ],
 )

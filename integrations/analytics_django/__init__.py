@@ -45,10 +45,11 @@ batch at DEBUG). ``"DEBUG": True`` sets that logger to DEBUG. To route it with D
 
 Shutdown: what is queued is delivered when the process exits (analytics_core's ``atexit``
 hook, bounded by ``SHUTDOWN_TIMEOUT``), including gunicorn workers that are recycled or stopped.
-uvicorn re-raises SIGTERM after its graceful shutdown, which would kill the process before that
-hook; so when the client sends, the app wraps the SIGTERM handler to let the process exit
-normally (``analytics_core.signals``). Under ``runserver``, whose autoreloader SIGKILLs the
-serving process on SIGTERM, each request's events are delivered before its response
+A process stopped with SIGTERM would die before that hook (the default disposition, or uvicorn
+re-raising SIGTERM after its graceful shutdown), so when the client sends, the app installs
+analytics_core's SIGTERM handling, which delivers first and then lets the process die by the
+signal as it would have (``analytics_core.signals``). Under ``runserver``, whose autoreloader
+SIGKILLs the serving process on SIGTERM, each request's events are delivered before its response
 (``FLUSH_EACH_REQUEST``).
 
 In tests nothing is sent: under Django's test runner messages go to ``analytics_django.outbox``
