@@ -1,0 +1,1 @@
+"""Job processes for the tests/test_jobs_*.py tests: multiprocessing, Celery and RQ."""
