@@ -12,7 +12,13 @@ The module-level settings below are read once, when the first call builds ``defa
 
 from typing import Any, Dict, Optional
 
-from .client import DEFAULT_OAUTH_SCOPE, DEFAULT_OAUTH_SERVER, DEFAULT_ON_FULL_TIMEOUT, Client
+from .client import (
+    DEFAULT_OAUTH_SCOPE,
+    DEFAULT_OAUTH_SERVER,
+    DEFAULT_ON_FULL_TIMEOUT,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    Client,
+)
 from .context import current_request_context, set_user_id
 from .errors import APIError, MessageTooLargeError, OAuthError, QueueFullError, ValidationError
 from .version import VERSION
@@ -62,8 +68,10 @@ oauth_client_key: Optional[str] = None
 oauth_key_id: Optional[str] = None
 oauth_auth_server = DEFAULT_OAUTH_SERVER
 oauth_scope = DEFAULT_OAUTH_SCOPE
-# Ours, beyond analytics-python's: what a full queue does ("drop" or "block" for up to
-# on_full_timeout seconds), and the durable spool's path (None: memory only).
+# Ours, beyond analytics-python's: the bound of the delivery at exit (seconds, all clients
+# together), what a full queue does ("drop" or "block" for up to on_full_timeout seconds), and
+# the durable spool's path (None: memory only).
+shutdown_timeout = DEFAULT_SHUTDOWN_TIMEOUT
 on_full = "drop"
 on_full_timeout = DEFAULT_ON_FULL_TIMEOUT
 persist: Optional[str] = None
@@ -101,6 +109,7 @@ def _client() -> Client:
             oauth_key_id=oauth_key_id,
             oauth_auth_server=oauth_auth_server,
             oauth_scope=oauth_scope,
+            shutdown_timeout=shutdown_timeout,
             on_full=on_full,
             on_full_timeout=on_full_timeout,
             persist=persist,

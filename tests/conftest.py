@@ -34,16 +34,21 @@ def _isolated_module_state():
     logger = logging.getLogger("segment")
     saved_level, saved_handlers = logger.level, list(logger.handlers)
     saved = {name: getattr(analytics_core, name) for name in _MODULE_SETTINGS}
+    _end_default_client()  # one made before any test ran (the Django test project's AppConfig)
     yield
-    client = analytics_core.default_client
-    if client is not None:
-        client.shutdown(timeout=1)
+    _end_default_client()
     for name, value in saved.items():
         setattr(analytics_core, name, value)
-    analytics_core.default_client = None
     logger.setLevel(saved_level)
     logger.handlers[:] = saved_handlers
     encoding.force_stdlib(False)
+
+
+def _end_default_client() -> None:
+    client = analytics_core.default_client
+    if client is not None:
+        client.shutdown(timeout=1)
+    analytics_core.default_client = None
 
 
 _MODULE_SETTINGS = [
@@ -67,6 +72,7 @@ _MODULE_SETTINGS = [
     "oauth_key_id",
     "oauth_auth_server",
     "oauth_scope",
+    "shutdown_timeout",
     "on_full",
     "on_full_timeout",
     "persist",

@@ -768,6 +768,19 @@ def test_module_level_api(collector):
     assert wire(track) == sent
 
 
+def test_every_client_option_of_ours_is_a_module_setting_too(collector):
+    # The settings beyond analytics-python's reach the default client as well: a job worker
+    # sets a short exit bound with the module-level API it uses everywhere else.
+    analytics_core.write_key = "module-key"
+    analytics_core.host = collector.url
+    analytics_core.shutdown_timeout = 2
+    analytics_core.on_full = "block"
+    analytics_core.on_full_timeout = 3
+    analytics_core.track("u", "Configured")
+    client = analytics_core.default_client
+    assert (client.shutdown_timeout, client.on_full, client.on_full_timeout) == (2, "block", 3)
+
+
 def test_module_level_api_without_write_key_raises(collector):
     analytics_core.host = collector.url
     with pytest.raises(ValidationError, match="write_key"):
