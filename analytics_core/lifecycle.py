@@ -115,6 +115,7 @@ def _after_fork_in_child() -> None:
     if _clients:
         _hook_after_forkers()
         _hook_frameworks()
+        _warn_in_a_work_horse_that_cannot_deliver()
 
 
 def _hook_process_end() -> None:
@@ -125,6 +126,7 @@ def _hook_process_end() -> None:
         if util is not None:
             _add_finalizer(util)
     _hook_frameworks()
+    _warn_in_a_work_horse_that_cannot_deliver()
 
 
 def _child_util(library: str) -> Any:
@@ -200,3 +202,30 @@ def _hook_frameworks() -> None:
                 module,
                 exc_info=True,
             )
+
+
+# RQ's worker methods that are on the stack in a work horse (forking it, or running its job).
+_RQ_HORSE_FRAMES = frozenset({"fork_work_horse", "main_work_horse"})
+_warned_about_rq = False
+
+
+def _warn_in_a_work_horse_that_cannot_deliver() -> None:
+    """In an RQ work horse of a worker class that does not deliver before ``os._exit()`` (plain
+    ``rq worker``): say so, once per process, rather than lose the job's events silently."""
+    global _warned_about_rq
+    if _warned_about_rq or "rq.worker" not in sys.modules:
+        return
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name in _RQ_HORSE_FRAMES:
+            worker = frame.f_locals.get("self")
+            names = {cls.__name__ for cls in type(worker).__mro__}
+            if "DeliverBeforeExit" not in names:
+                _warned_about_rq = True
+                logger.warning(
+                    "analytics: this RQ work horse leaves through os._exit() as soon as the job "
+                    "is done, so what the job tracked is lost; run the worker with "
+                    "`rq worker --worker-class analytics_rq.Worker` (see the README)"
+                )
+            return
+        frame = frame.f_back

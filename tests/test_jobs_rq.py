@@ -110,3 +110,16 @@ def test_what_cannot_be_delivered_reaches_on_error(tmp_path, redis_url, worker_c
     enqueue(redis_url, user)
     run_burst(files, closed_url(), redis_url, worker_class, user)
     assert files.reported(user) == {index: 1 for index in range(JOBS)}
+
+
+def test_the_plain_forking_worker_says_it_loses_the_jobs_events(collector, tmp_path, redis_url):
+    # RQ's own worker class: its work horse leaves through os._exit() right after the job, with
+    # nothing of ours able to run. The events are lost (the README says to use the worker
+    # class); what must not happen is losing them silently.
+    files = JobFiles(tmp_path)
+    user = unique_user()
+    enqueue(redis_url, user)
+    worker = run_burst(files, collector.url, redis_url, "rq.worker.Worker", user)
+    assert collector.events(limit=0, user_id=user) == []
+    warnings = worker.output().count("this RQ work horse leaves through os._exit()")
+    assert warnings == JOBS, worker.output()  # one per work horse: one per job
