@@ -19,13 +19,13 @@ import json
 import os
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, List, Optional
 
 import analytics_core as analytics
 from analytics_core.collector import Collector
+from analytics_core.threads import start_thread
 
 DEFAULT_PORT = 8086
 SHOP = Path(__file__).resolve().parents[1] / "example_projects" / "flask_app" / "app.py"
@@ -81,7 +81,7 @@ def browse_the_shop(collector_url: str) -> int:
         print("(the example shop is not here: run the demo from a clone to see it)")
         return 0
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    start_thread(server.serve_forever, (), "analytics-core-demo-shop")
     shop = f"http://127.0.0.1:{server.server_port}"
     print(f"example shop (Flask, analytics_flask) serving on {shop}")
     visitor = requests.Session()

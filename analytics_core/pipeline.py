@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Set
 from .encoding import MAX_BATCH_BYTES, batch_overhead, join_batch
 from .errors import APIError
 from .ids import now_iso
+from .threads import start_thread
 from .transport import Transport
 
 if TYPE_CHECKING:  # the spool (and sqlite3) is imported only by clients that use one
@@ -354,19 +355,12 @@ class Pipeline:
                 return
             self._stopping = False
             self._generation += 1
-            self._threads = [
-                threading.Thread(
-                    target=self._run,
-                    args=(self._generation,),
-                    name=f"analytics-uploader-{index}",
-                    daemon=True,
-                )
-                for index in range(self.thread_count)
-            ]
+            self._threads = []
             self._running = True
-            self._live += len(self._threads)
-            for thread in self._threads:
-                thread.start()
+            for index in range(self.thread_count):
+                name = f"analytics-uploader-{index}"
+                self._threads.append(start_thread(self._run, (self._generation,), name))
+                self._live += 1  # it waits for this lock before it can end
 
     def _run(self, generation: int) -> None:
         try:

@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable, Iterable, List, Optional
 
 from .pipeline import ABORT_GRACE, draining
+from .threads import start_thread
 
 logger = logging.getLogger("segment")
 
@@ -89,14 +90,8 @@ def shutdown_clients(clients: Iterable, timeout: Optional[float] = None) -> bool
     for task in tasks:
         # Started within microseconds of each other, all get the whole timeout (and their
         # reports say the same number); one that must run here gets what is left.
-        thread = threading.Thread(
-            target=task.run,
-            args=(timeout,),
-            name="analytics-shutdown",
-            daemon=True,
-        )
         try:
-            thread.start()
+            thread = start_thread(task.run, (timeout,), "analytics-shutdown")
         except RuntimeError:  # no new threads (interpreter shutting down): one at a time
             task.run(timeout if deadline is None else max(0.0, deadline - time.monotonic()))
             continue

@@ -23,11 +23,13 @@ disposition found then decides:
   analytics_core, it may hold the queue's lock, which the delivery needs: it is let run until
   that outermost call returns (a profile hook on the main thread catches the return), at most
   ``_LEAVE_LIMIT`` seconds, then delivery starts anyway.
-- **A handler** (a server's, the program's): wrapped. SIGTERM is blocked in the main thread only
-  while that handler runs. If the handler re-raised SIGTERM with the default disposition (the
-  "clean up, restore the default, ``signal.raise_signal``" idiom), the signal is pending when it
-  returns: the queue is delivered as above, then the mask is restored and the pending signal
-  kills. Otherwise the mask is restored and nothing else happens.
+  A SIGTERM that comes just as the main thread enters a blocking wait would leave the handler
+  pending for good: :mod:`analytics_core.sigterm_watch` wakes the main thread then.
+- **A handler** (a server's, the program's): wrapped. While it runs, ``signal.raise_signal`` and
+  ``os.kill`` are replaced: its re-raise of SIGTERM with the default disposition (the "clean up,
+  restore the default, ``signal.raise_signal``" idiom, or ``os.kill`` of its own pid) delivers
+  the queue as above, then kills. The signal mask is never touched: a subprocess the handler
+  starts can be terminated as usual. Otherwise nothing else happens.
 - **uvicorn's handler** (an app that uvicorn imports inside ``Server.capture_signals``: several
   workers, ``--reload``, a program that runs ``Server`` itself, or a client made at the first
   request): wrapped as above; and that server's ``shutdown`` is wrapped so that after a SIGTERM
@@ -54,9 +56,11 @@ import sys
 import threading
 import time
 from types import CodeType, FrameType
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
+from . import sigterm_watch
 from .shutdown import shutdown_clients
+from .threads import start_bare_thread
 
 __all__ = ["OPT_OUT_VARIABLE", "install_sigterm_handler", "uninstall_sigterm_handler"]
 
@@ -110,6 +114,10 @@ def install_sigterm_handler() -> bool:
         handler = _wrap(previous)
     setattr(handler, _REPLACED, previous)
     signal.signal(signal.SIGTERM, handler)
+    if handler is _on_sigterm:
+        # Standing for the default, it must run even when the signal comes just as the main
+        # thread enters a blocking wait (a program's own handler keeps Python's behaviour).
+        sigterm_watch.watch(_on_sigterm_installed)
     logger.debug("analytics: SIGTERM now delivers the queue before the process ends")
     return True
 
@@ -123,6 +131,7 @@ def uninstall_sigterm_handler() -> bool:
     if not hasattr(current, _REPLACED):
         return False
     signal.signal(signal.SIGTERM, getattr(current, _REPLACED))
+    sigterm_watch.unwatch()
     return True
 
 
@@ -131,8 +140,13 @@ def uninstall_sigterm_handler() -> bool:
 
 def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
     """The handler that stands for the default disposition: deliver, then die by the signal."""
+    sigterm_watch.handler_started()
     signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM kills at once from here on
     _stop(signum, frame)
+
+
+def _on_sigterm_installed() -> bool:
+    return signal.getsignal(signal.SIGTERM) is _on_sigterm
 
 
 # -- a handler that was there ------------------------------------------------------------------
@@ -149,26 +163,50 @@ def _wrap(previous: Handler) -> Handler:
 
     def on_sigterm(signum: int, frame: Optional[FrameType]) -> Any:
         seen.received = True
-        # Held back while the handler runs, so that a re-raise in it is still pending when it
-        # returns and the queue can be delivered before the signal acts.
-        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
-        if signum in before:  # the program blocks it itself: its own business
+        with _re_raise_delivers_first(signum, frame):
             return previous(signum, frame)
-        try:
-            return previous(signum, frame)
-        finally:
-            if _re_raised(signum):
-                _stop(signum, frame)  # returns only if the main thread must run on a little
-            else:
-                signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
     _hook_uvicorn(previous, seen)
     return on_sigterm
 
 
-def _re_raised(signum: int) -> bool:
-    """The handler asked to die by the signal: it is pending, with the default disposition."""
-    return signum in signal.sigpending() and signal.getsignal(signum) == signal.SIG_DFL
+# The functions a handler re-raises with, as they were before any handler ran: _die uses them.
+_raise_signal = signal.raise_signal
+_kill = os.kill
+
+
+@contextlib.contextmanager
+def _re_raise_delivers_first(signum: int, frame: Optional[FrameType]) -> Iterator[None]:
+    """While the program's handler runs: its re-raise of ``signum`` with the default
+    disposition ("clean up, restore the default, ``signal.raise_signal``", or ``os.kill`` of
+    its own pid) delivers the queue first, then kills exactly as it would have.
+
+    ``signal.raise_signal`` and ``os.kill`` are replaced for the handler's duration only. The
+    signal mask is left alone: a blocked SIGTERM would be inherited by every subprocess the
+    handler starts (its cleanup helpers), which ``terminate()`` could then never stop.
+    """
+    own_pid = os.getpid()
+
+    def is_the_re_raise(sig: int) -> bool:
+        return sig == signum and signal.getsignal(sig) == signal.SIG_DFL
+
+    def raise_signal(sig: int) -> None:
+        if is_the_re_raise(sig):
+            _stop(sig, frame)  # delivers, then dies by the signal
+            return
+        _raise_signal(sig)
+
+    def kill(pid: int, sig: int) -> None:
+        if pid == own_pid and is_the_re_raise(sig):
+            _stop(sig, frame)
+            return
+        _kill(pid, sig)
+
+    signal.raise_signal, os.kill = raise_signal, kill  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        signal.raise_signal, os.kill = _raise_signal, _kill  # type: ignore[assignment]
 
 
 def _hook_uvicorn(previous: Handler, seen: _Seen) -> None:
@@ -273,7 +311,7 @@ def _deliver(started: float) -> None:
     # A bare thread: threading.Thread.start() takes a lock of the threading module that the
     # interrupted main thread may hold (it was stopped between any two bytecodes).
     try:
-        _thread.start_new_thread(deliver, ())
+        start_bare_thread(deliver)
     except RuntimeError:  # the interpreter is finalizing: no thread can start any more
         return
     # Interrupted (Ctrl-C while waiting): stop waiting; the process is ending anyway.
@@ -283,9 +321,9 @@ def _deliver(started: float) -> None:
 
 def _die(signum: int) -> None:
     """End the process by ``signum``'s default action (no ``atexit``, status ``-signum``)."""
-    # Unblocked in this thread only; a pending re-raise of the program is what acts then.
+    # Unblocked in this thread only, in case the program blocked it: the signal must act now.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
-    signal.raise_signal(signum)
+    _raise_signal(signum)
     # Still alive: the disposition was changed since (by the program, whose choice it is).
 
 
@@ -335,7 +373,7 @@ class _Deferred:
         sys.setprofile(self.on_event)  # the calling thread's only: the main thread
         if self.deliver:
             with contextlib.suppress(RuntimeError):  # finalizing: the return will do
-                _thread.start_new_thread(self.after_limit, ())
+                start_bare_thread(self.after_limit)
 
     def on_event(self, frame: FrameType, event: str, arg: Any) -> None:
         if event == "return" and frame is self.watched:

@@ -60,9 +60,10 @@ def stop(
     shutdown_timeout: float = 5.0,
     second_after: Optional[float] = None,
     extra_env: Optional[Dict[str, str]] = None,
+    send: bool = True,
 ) -> Stopped:
     """Run ``stopped.py scenario``, SIGTERM it once it is ready (again ``second_after`` s
-    later), and wait for it to end."""
+    later; not at all without ``send``: it signals itself), and wait for it to end."""
     user = "signals-" + uuid.uuid4().hex[:12]
     env = child_env(collector, user, host, events, shutdown_timeout)
     env.update(extra_env or {})
@@ -80,7 +81,8 @@ def stop(
         assert lines == ["ready"], lines + child.communicate(timeout=30)[1].splitlines()
         time.sleep(0.1)  # into the call it makes when ready (a sleep, a read, a loop)
         sent = time.monotonic()
-        child.send_signal(signal.SIGTERM)
+        if send:
+            child.send_signal(signal.SIGTERM)
         second = None
         if second_after is not None:
             time.sleep(second_after)
@@ -128,6 +130,53 @@ def test_the_default_disposition_delivers_then_dies_by_the_signal(collector, sce
     assert stopped.lines == ["ready"], stopped
     assert stopped.seconds < QUICK, stopped
     assert indices(stopped) == [0, 1, 2, 3, 4]
+
+
+def test_a_sigterm_the_main_thread_holds_back_waits_for_it(collector):
+    # The kernel gives a process's signal to any thread that does not block it. Taken by an
+    # uploader thread, it was flagged for the main thread behind the back of its mask (and a
+    # main thread asleep in a blocking call was never woken: Pool.terminate() hung on such a
+    # worker). analytics_core's threads block it: it waits for the main thread.
+    stopped = stop(collector, "held")
+    assert stopped.returncode == DIES_BY_SIGTERM, stopped
+    assert stopped.lines == ["ready", "held"], stopped
+    assert indices(stopped) == [0, 1, 2, 3, 4]
+
+
+def test_a_sigterm_taken_by_another_thread_still_wakes_the_main_thread(collector):
+    # The handler runs on the main thread only, and a main thread asleep in C code that the
+    # signal did not interrupt never gets to it: without the wake-up the process ran on for
+    # good (a multiprocessing worker waiting for its queue's lock made Pool.terminate() hang).
+    stopped = stop(collector, "elsewhere", send=False)
+    assert stopped.returncode == DIES_BY_SIGTERM, stopped
+    assert stopped.lines == ["ready"], stopped
+    assert stopped.seconds < QUICK, stopped
+    assert indices(stopped) == [0, 1, 2, 3, 4]
+
+
+def run_watched(collector, case: str) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / "watched.py"), case],
+        env=python_env({"SIGNAL_TEST_HOST": collector.url}),
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_a_forked_child_is_woken_by_its_own_watch_and_the_parents_never_hears(collector):
+    result = run_watched(collector, "fork")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["child -15", "parent alive"], result.stderr
+
+
+@pytest.mark.parametrize("case", ["asyncio", "taken"])
+def test_the_wakeup_descriptor_stays_with_whoever_else_takes_it(collector, case):
+    result = run_watched(collector, case)
+    assert result.returncode == 0, result.stderr
+    assert all(line.endswith(" True") for line in result.stdout.splitlines()), result.stdout
+    assert result.stdout.strip(), result.stderr
 
 
 def test_delivery_is_bounded_by_shutdown_timeout(collector):
@@ -242,12 +291,25 @@ def test_the_programs_re_raise_still_kills(collector, scenario):
 
 
 def test_the_programs_kill_of_itself_still_kills(collector):
-    # The variant with os.kill(os.getpid(), SIGTERM) ends the program by the signal at once;
-    # whether the queue is delivered first depends on which thread the kernel picks.
+    # The variant with os.kill(os.getpid(), SIGTERM): the queue is delivered first too, then
+    # the program dies by the signal.
     stopped = stop(collector, "idiom_kill")
     assert stopped.returncode == DIES_BY_SIGTERM, stopped
     assert stopped.lines[:2] == ["ready", "app handler ran"], stopped
+    assert "still alive after the app's re-raise" not in stopped.lines, stopped
     assert stopped.seconds < QUICK, stopped
+    assert indices(stopped) == [0, 1, 2, 3, 4]
+
+
+def test_a_subprocess_the_programs_handler_starts_can_be_terminated(collector):
+    # Found by a trial of our own: SIGTERM was blocked while the program's handler ran, and a
+    # cleanup helper it started inherited the mask and ignored terminate() for good.
+    stopped = stop(collector, "idiom_subprocess")
+    assert "blocked []" in stopped.lines, stopped
+    [child] = [line.split() for line in stopped.lines if line.startswith("child ")]
+    assert int(child[1]) == DIES_BY_SIGTERM and float(child[2]) < 1.0, stopped
+    assert stopped.returncode == DIES_BY_SIGTERM, stopped
+    assert indices(stopped) == [0, 1, 2, 3, 4]
 
 
 def test_a_handler_that_returns_leaves_no_signal_blocked(collector):

@@ -11,6 +11,7 @@ import threading
 from http.server import ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from ..threads import start_thread
 from .faults import FaultPlan
 from .handler import CollectorHandler
 from .store import EventStore
@@ -118,13 +119,11 @@ class Collector:
             request_timeout=self.request_timeout,
         )
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},  # bounds how long stop() waits
-            name=f"analytics-core-collector-{self.port}",
-            daemon=True,
+        # Its request threads inherit the mask: the host process's signals stay with it. The
+        # poll interval bounds how long stop() waits.
+        self._thread = start_thread(
+            self._server.serve_forever, (0.1,), f"analytics-core-collector-{self.port}"
         )
-        self._thread.start()
         return self
 
     @property

@@ -24,7 +24,12 @@ scenarios are the shapes of program whose reaction to SIGTERM must stay its own:
   lock (a slow ``append`` of the queue, ``SIGNAL_TEST_SLOW`` seconds);
 - ``in_flush``: the signal comes while the main thread waits in ``flush()``;
 - ``ends``: the program ends by itself; the signal comes during the delivery at exit;
-- ``ignored``: SIGTERM ignored before the client exists.
+- ``ignored``: SIGTERM ignored before the client exists;
+- ``elsewhere``: the main thread waits on a lock forever; another thread of the program takes
+  the SIGTERM (sent to it by itself, as the kernel may hand a process's signal to any thread):
+  the main thread must still be woken to run the handler;
+- ``held``: the main thread blocks SIGTERM for a second (a critical section), says ``held``,
+  then unblocks it: the signal must wait for it, not be taken by analytics_core's threads.
 """
 
 import collections
@@ -82,12 +87,30 @@ def blocked_in_main_thread() -> list:
     return sorted(int(signum) for signum in signal.pthread_sigmask(signal.SIG_BLOCK, []))
 
 
-def app_idiom_handler(restore: object, by_pid: bool = False):
+def terminate_a_child() -> None:
+    """Start a subprocess and terminate it, saying the mask and how the child ended: cleanup
+    code in a SIGTERM handler starts helpers like this."""
+    say("blocked", blocked_in_main_thread())
+    started = time.monotonic()
+    child = subprocess.Popen(["sleep", "30"])
+    child.terminate()
+    try:
+        child.wait(5)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+    say("child", child.returncode, f"{time.monotonic() - started:.3f}")
+
+
+def app_idiom_handler(restore: object, by_pid: bool = False, subprocess_first: bool = False):
     """The common "clean up, restore, die by the signal" handler (``by_pid``: the variant that
-    sends the signal to the process rather than raising it in the main thread)."""
+    sends the signal to the process rather than raising it in the main thread;
+    ``subprocess_first``: its cleanup starts and terminates a subprocess)."""
 
     def handler(signum: int, frame: object) -> None:
         say("app handler ran")
+        if subprocess_first:
+            terminate_a_child()
         signal.signal(signal.SIGTERM, restore)
         if by_pid:
             os.kill(os.getpid(), signal.SIGTERM)
@@ -105,8 +128,12 @@ def main(scenario: str) -> None:
     global client  # a module-level client, as programs have: it outlives main()
     if scenario == "ignored":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if scenario in ("idiom", "idiom_kill"):
-        handler = app_idiom_handler(signal.SIG_DFL, by_pid=scenario == "idiom_kill")
+    if scenario in ("idiom", "idiom_kill", "idiom_subprocess"):
+        handler = app_idiom_handler(
+            signal.SIG_DFL,
+            by_pid=scenario == "idiom_kill",
+            subprocess_first=scenario == "idiom_subprocess",
+        )
         signal.signal(signal.SIGTERM, handler)
     stopped = threading.Event()
     if scenario == "flag":
@@ -124,7 +151,7 @@ def main(scenario: str) -> None:
         previous = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, app_idiom_handler(previous))
 
-    if scenario in ("sleep", "idiom", "idiom_kill", "idiom_after", "ignored"):
+    if scenario in ("sleep", "idiom", "idiom_kill", "idiom_subprocess", "idiom_after", "ignored"):
         say("ready")
         time.sleep(30)
         say("slept to the end")
@@ -153,16 +180,7 @@ def main(scenario: str) -> None:
         say("ready")
         stopped.wait(30)
         client.track(os.environ["SIGNAL_TEST_USER"], "After Stop")
-        say("blocked", blocked_in_main_thread())
-        started = time.monotonic()
-        child = subprocess.Popen(["sleep", "30"])
-        child.terminate()
-        try:
-            child.wait(5)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        say("child", child.returncode, f"{time.monotonic() - started:.3f}")
+        terminate_a_child()
     elif scenario == "tight":
         user = os.environ["SIGNAL_TEST_USER"]
         index = 0
@@ -181,6 +199,27 @@ def main(scenario: str) -> None:
         client.flush()
     elif scenario == "ends":
         say("ready")
+    elif scenario == "elsewhere":
+
+        def take_the_signal() -> None:
+            time.sleep(0.3)
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+            time.sleep(30)
+
+        threading.Thread(target=take_the_signal, daemon=True).start()
+        say("ready")
+        never = threading.Lock()
+        never.acquire()
+        never.acquire()  # C code that waits until interrupted; nothing releases it
+        say("lock acquired")
+    elif scenario == "held":
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        say("ready")
+        time.sleep(1.0)
+        say("held")
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        time.sleep(30)
+        say("slept to the end")
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
 
