@@ -25,6 +25,7 @@ from typing import Any, List, Optional
 
 import analytics_core as analytics
 from analytics_core.collector import Collector
+from analytics_core.collector.access import write_key_fingerprint
 from analytics_core.threads import start_thread
 
 DEFAULT_PORT = 8086
@@ -139,7 +140,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         stored = list(reversed(collector.events(limit=0)))
         for message in stored:
             print("  " + _summary(message))
-        direct = [m for m in stored if m.get("_write_key") == "demo-write-key"]
+        direct_key = write_key_fingerprint("demo-write-key")
+        direct = [m for m in stored if m.get("_write_key_fingerprint") == direct_key]
         print(
             f"sent {sent} calls directly and browsed the shop; the collector stored "
             f"{len(stored)} messages ({len(direct)} direct, {len(stored) - len(direct)} from "

@@ -23,6 +23,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
+
 from .support.servers import ServerProcess, executable, free_port, python_env
 
 pytestmark = pytest.mark.slow
@@ -84,7 +86,7 @@ def assert_delivered_exactly(collector, browser: Browser, numbers: List[int]) ->
     for event in events:
         number = event["properties"]["number"]
         assert event["event"] == "Request Tracked"
-        assert event["_write_key"] == WRITE_KEY
+        assert event["_write_key_fingerprint"] == fingerprint(WRITE_KEY)
         context = event["context"]
         assert context["ip"] == "127.0.0.1"
         assert context["userAgent"] == USER_AGENT

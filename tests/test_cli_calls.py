@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from analytics_core.cli import main
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
 
 KEY = "wk-cli"
 
@@ -51,7 +52,7 @@ def test_track_with_every_field_is_delivered(collector):
     assert event["context"]["ip"] == "10.0.0.1"
     assert event["timestamp"].startswith("2026-03-04T05:06:07")
     assert event["integrations"] == {"All": False}
-    assert event["_write_key"] == KEY
+    assert event["_write_key_fingerprint"] == fingerprint(KEY)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +98,7 @@ def test_write_key_from_the_environment(collector, monkeypatch, capsys):
     monkeypatch.setenv("ANALYTICS_WRITE_KEY", "wk-from-env")
     # argparse reads the default when the parser is built, inside main().
     assert main(["track", "--host", collector.url, "--user-id", "u", "--event", "E"]) == 0
-    assert collector.events(limit=0)[0]["_write_key"] == "wk-from-env"
+    assert collector.events(limit=0)[0]["_write_key_fingerprint"] == fingerprint("wk-from-env")
 
 
 def test_bad_options_exit_2_naming_the_option(collector, capsys):
@@ -166,7 +167,7 @@ def test_import_jsonl_with_bad_lines_delivers_the_rest_and_writes_rejects(collec
     source.write_text(lines)
     done = run("import", str(source), "--write-key", KEY, "--host", collector.url)
     assert done.returncode == 1  # some lines were rejected
-    assert "delivered 3,000" in done.stdout and "rejected 3" in done.stdout
+    assert "imported 3,000, rejected 3, failed 0" in done.stdout
     assert "events/s" in done.stderr  # the progress line
     stored = collector.events(limit=0)
     assert len(stored) == 3000

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from analytics_core.collector import MAX_BODY_BYTES, MAX_MESSAGE_BYTES, Collector
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
 
 from .support.collector_process import CollectorProcess
 
@@ -81,7 +82,8 @@ def test_batch_with_basic_auth_is_stored(server, session):
     assert response.json() == {"success": True}
     events = server.events(order="asc")
     assert [e["type"] for e in events] == ["track", "identify"]
-    assert events[0]["event"] == "Event 1" and events[0]["_write_key"] == "KEY"
+    assert events[0]["event"] == "Event 1"
+    assert events[0]["_write_key_fingerprint"] == fingerprint("KEY")
     assert events[1]["traits"] == {"a": 1}
     assert events[0]["_id"] < events[1]["_id"] and events[0]["_received_at"].endswith("+00:00")
     assert server.stats() == {"requests": 1, "batches": 1, "messages": 2, "rejected": 0}
@@ -90,7 +92,7 @@ def test_batch_with_basic_auth_is_stored(server, session):
 def test_write_key_from_the_body(server, session):
     response = session.post(server.url + "/v1/batch", json={"batch": [_track()], "writeKey": "BK"})
     assert response.status_code == 200
-    assert server.events()[0]["_write_key"] == "BK"
+    assert server.events()[0]["_write_key_fingerprint"] == fingerprint("BK")
 
 
 def test_gzip_body(server, session):
@@ -220,7 +222,7 @@ def test_single_call_endpoints(server, session, kind, message):
     response = session.post(server.url + f"/v1/{kind}", json=dict(message, writeKey="K"))
     assert response.status_code == 200, response.text
     (stored,) = server.events()
-    assert stored["type"] == kind and stored["_write_key"] == "K"
+    assert stored["type"] == kind and stored["_write_key_fingerprint"] == fingerprint("K")
     assert "writeKey" not in stored  # auth, not data
     assert server.events(type=kind) == [stored]
 
@@ -304,12 +306,27 @@ def test_faults_api_is_off_by_default(session):
     "data, shut_write",
     [
         (b"\x00\xff\xfe garbage \r\n\r\n", False),
-        (b'POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"batch"', True),
-        (b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999\r\n\r\n{}", False),
-        (b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", False),
-        (b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", False),
-        (b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", False),
-        (b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n\xff\xfe\x00\x01", False),
+        (
+            b'POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{"batch"',
+            True,
+        ),
+        (
+            b"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Length: 99999999999999\r\n\r\n{}",
+            False,
+        ),
+        (b"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n", False),
+        (b"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n", False),
+        (
+            b"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+            False,
+        ),
+        (
+            b"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Length: 4\r\n\r\n\xff\xfe\x00\x01",
+            False,
+        ),
     ],
 )
 def test_hostile_requests_get_400_and_the_server_survives(server, session, data, shut_write):
@@ -325,7 +342,7 @@ def test_a_malformed_header_line_gets_400_and_closes(server):
     # it (Content-Length included) and then read the body as the next request.
     body = json.dumps({"batch": [_track()], "writeKey": "K"}).encode()
     request = (
-        b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n"
+        b"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: 1\r\n"
         b"Content-Length: %d\r\n\r\n" % len(body) + body
     )
     response = _raw(server, request)
@@ -337,27 +354,33 @@ def test_a_malformed_header_line_gets_400_and_closes(server):
 
 def test_answer_head_is_the_same_as_http_servers(server):
     body = json.dumps({"batch": [_track()], "writeKey": "K"}).encode()
-    request = b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    request = b"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(
+        body
+    )
     head, _, payload = _raw(server, request + body).partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     assert lines[0] == "HTTP/1.1 200 OK"
     assert lines[1] == "Server: analytics-core-collector"
     assert lines[2].startswith("Date: ") and lines[2].endswith(" GMT")
-    assert lines[3:] == ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    assert lines[3:] == [
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload)}",
+        "X-Content-Type-Options: nosniff",
+    ]
     assert json.loads(payload) == {"success": True}
 
 
-def test_header_names_ignore_case_and_folded_lines_join(server):
+def test_header_names_ignore_case(server):
     body = gzip.compress(json.dumps({"batch": [_track(7)]}).encode())
     request = (
-        b"POST /v1/batch HTTP/1.1\r\nhost: x\r\ncontent-ENCODING: GZIP\r\n"
-        b"AUTHORIZATION: Basic\r\n S0VZOg==\r\n"  # obsolete line folding: "Basic S0VZOg=="
+        b"POST /v1/batch HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-ENCODING: GZIP\r\n"
+        b"AUTHORIZATION: Basic S0VZOg==\r\n"
         b"content-length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
     )
     status, payload = _status_and_json(_raw(server, request))
     assert (status, payload) == (200, {"success": True})
     (stored,) = server.events()
-    assert stored["event"] == "Event 7" and stored["_write_key"] == "KEY"
+    assert stored["event"] == "Event 7" and stored["_write_key_fingerprint"] == fingerprint("KEY")
 
 
 def test_a_large_batch_is_stored_whole_in_order_with_one_received_at(server, session):

@@ -31,6 +31,7 @@ from analytics_core import (
     ValidationError,
     encoding,
 )
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
 from analytics_core.transport import RetryPolicy
 from analytics_core.version import VERSION
 
@@ -38,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 LIBRARY = {"name": "analytics-core", "version": VERSION}
 COMMON_FIELDS = {"type", "messageId", "timestamp", "context", "integrations"}
-STORE_FIELDS = {"_id", "_received_at", "_write_key"}
+STORE_FIELDS = {"_id", "_received_at", "_write_key_fingerprint"}
 
 
 def fast_retry(max_retries=3):
@@ -134,7 +135,7 @@ def test_identify_positional_arguments(collector, make_client):
     assert stored["timestamp"] == "2024-05-06T07:08:09+00:00"
     assert stored["integrations"] == {"All": False}
     assert stored["messageId"] == "msg-identify-1"
-    assert stored["_write_key"] == "wk-test"
+    assert stored["_write_key_fingerprint"] == fingerprint("wk-test")
     assert wire(stored) == sent
 
 
@@ -729,7 +730,7 @@ def test_clients_with_different_write_keys_side_by_side(collector, make_client):
         stored = collector.events(write_key=key)
         assert len(stored) == 5
         assert {e["event"] for e in stored} == {event}
-        assert {e["_write_key"] for e in stored} == {key}
+        assert {e["_write_key_fingerprint"] for e in stored} == {fingerprint(key)}
 
 
 def test_module_level_api(collector):
@@ -755,7 +756,7 @@ def test_module_level_api(collector):
     assert analytics_core.flush() is True
     stored = collector.events(limit=0)
     assert len(stored) == 6
-    assert {event["_write_key"] for event in stored} == {"module-key"}
+    assert {event["_write_key_fingerprint"] for event in stored} == {fingerprint("module-key")}
     assert {event["type"] for event in stored} == {
         "track",
         "identify",

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 import pytest
 import requests
 
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
 from tests.support.servers import ROOT, ServerProcess, free_port, python_env
 
 pytestmark = pytest.mark.slow
@@ -135,7 +136,7 @@ def test_the_shop_sends_page_identify_and_order_events(collector, tmp_path):
         ("page", "/orders/<str:order_id>/"),
         ("track", "Order Completed"),
     ], output[-3000:]
-    assert {event["_write_key"] for event in events} == {"shop-test-key"}
+    assert {event["_write_key_fingerprint"] for event in events} == {fingerprint("shop-test-key")}
     browsing, api_order = events[:6], events[6]
     # The minted id is on every event of the visit, before and after the login; the identify
     # carries it with the user id, which is how Segment joins the two.

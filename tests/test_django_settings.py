@@ -19,6 +19,7 @@ from django.test import override_settings
 
 import analytics_core
 from analytics_core import Client
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
 from tests.django_project.testing import WRITE_KEY, collector_settings, delivered
 from tests.support.servers import ROOT, python_env
 
@@ -87,7 +88,7 @@ def test_override_settings_rebuilds_the_client(collector):
         assert client.send is True and client.gzip is True
         analytics_core.track("u-override", "Overridden")
         [event] = delivered(collector)
-        assert event["_write_key"] == WRITE_KEY
+        assert event["_write_key_fingerprint"] == fingerprint(WRITE_KEY)
     after = analytics_core.default_client
     assert after is not client and after.send is False
     # The replaced client was shut down: its uploader is stopped, nothing is left queued.

@@ -14,6 +14,7 @@ import textwrap
 
 import pytest
 
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
 from tests.support.servers import python_env
 
 pytestmark = pytest.mark.slow
@@ -113,5 +114,5 @@ def test_manage_py_test_keeps_messages_in_the_outbox_and_sends_only_what_is_allo
     assert [event["properties"] for event in events] == [{"order_id": "o-allowed"}], events
     [event] = events
     assert event["event"] == "Order Completed"
-    assert event["_write_key"] == WRITE_KEY
+    assert event["_write_key_fingerprint"] == fingerprint(WRITE_KEY)
     assert event["context"]["page"]["path"] == "/checkout/"

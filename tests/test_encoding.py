@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from analytics_core import Client, encoding
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
 from analytics_core.encoding import MAX_DEPTH, decode_message, encode_message, join_batch
 
 WRITE_KEY = "test-encoding-key"
@@ -408,7 +409,7 @@ def test_cleaned_message_arrives_at_the_collector(encoder, collector, caplog):
     finally:
         client.shutdown(timeout=5)
     assert event["event"] == "Order Completed"
-    assert event["_write_key"] == WRITE_KEY
+    assert event["_write_key_fingerprint"] == fingerprint(WRITE_KEY)
     sent = event["properties"]
     assert sent == {
         "price": 19.99,

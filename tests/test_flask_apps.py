@@ -8,6 +8,7 @@ from analytics_flask import Analytics
 from flask import Flask
 
 import analytics_core
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
 
 from .flask_apps.factory import ajs_cookie
 from .support.collector_process import CollectorProcess
@@ -96,7 +97,7 @@ def test_two_apps_deliver_to_their_own_hosts_with_their_own_keys(apps, collector
     for process, name in ((collector, "shop"), (second_collector, "blog")):
         events = process.events(limit=0)
         assert len(events) == 3 * 5 * 2 + 1
-        assert {event["_write_key"] for event in events} == {f"{name}-key"}
+        assert {event["_write_key_fingerprint"] for event in events} == {fingerprint(f"{name}-key")}
         assert {event["properties"]["app"] for event in events} == {name}
         in_requests = [event for event in events if event["event"] != "Outside A Request"]
         assert {event["anonymousId"].split("-")[0] for event in in_requests} == {name}

@@ -11,6 +11,7 @@ from flask import Flask
 
 import analytics_core
 from analytics_core import Client, ValidationError
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
 
 from .flask_apps.factory import AppFactory, add_track_route, ajs_cookie, flush
 
@@ -89,7 +90,7 @@ def test_events_are_sent_gzipped_with_the_configured_key_to_the_configured_host(
     client.get("/track")
     flush(app)
     (event,) = collector.events(limit=0)
-    assert event["_write_key"] == "gzip-key"
+    assert event["_write_key_fingerprint"] == fingerprint("gzip-key")
 
 
 def test_constructor_overrides_win_over_app_config(make_app, collector):
@@ -349,7 +350,7 @@ def test_the_app_given_to_the_constructor_is_used_outside_a_context(collector):
             "group",
             "alias",
         ]
-        assert {event["_write_key"] for event in events} == {"direct-key"}
+        assert {event["_write_key_fingerprint"] for event in events} == {fingerprint("direct-key")}
     finally:
         assert analytics.shutdown(timeout=2)
     assert analytics_core.default_client is default

@@ -9,6 +9,7 @@ import pytest
 from flask import Flask, Response, abort, jsonify, request, stream_with_context
 
 import analytics_core
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
 from analytics_core.context import current_request_context
 
 from .flask_apps.factory import WRITE_KEY, AppFactory, add_track_route, ajs_cookie, flush
@@ -54,7 +55,7 @@ def test_a_request_fills_in_ip_user_agent_locale_page_and_anonymous_id(app, coll
     assert event["event"] == "Test Event"
     assert event["anonymousId"] == "anon-42"
     assert "userId" not in event
-    assert event["_write_key"] == WRITE_KEY
+    assert event["_write_key_fingerprint"] == fingerprint(WRITE_KEY)
     context = event["context"]
     assert context["ip"] == "203.0.113.7"
     assert context["userAgent"] == "Mozilla/5.0 (test)"
@@ -440,7 +441,7 @@ def test_module_level_calls_in_a_request_use_the_apps_client(make_app, collector
     assert app.test_client().get("/").json == {"ok": True, "flushed": True}
     # flush() inside the request flushed the app's client: the event is there already.
     (event,) = collector.events(limit=0)
-    assert event["_write_key"] == "module-level-routing"
+    assert event["_write_key_fingerprint"] == fingerprint("module-level-routing")
     assert analytics_core.default_client is default  # neither used nor built
     assert current_request_context() is None
 

@@ -8,6 +8,8 @@ from urllib.parse import unquote
 
 import pytest
 
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
+
 from .support.servers import ROOT, ServerProcess, executable, free_port, python_env
 
 EXAMPLE = ROOT / "example_projects" / "flask_app"
@@ -52,7 +54,7 @@ def test_the_example_shop_sends_page_views_identify_and_the_order(collector):
     assert len(events) == 5
     assert [event["type"] for event in events] == ["page", "identify", "page", "track", "page"]
     first_page, identify, second_page, order, third_page = events
-    assert {event["_write_key"] for event in events} == {WRITE_KEY}
+    assert {event["_write_key_fingerprint"] for event in events} == {fingerprint(WRITE_KEY)}
     # The minted id is on every event, before and after the sign-in.
     assert [event["anonymousId"] for event in events] == [visitor] * 5
     for event in events:

@@ -24,6 +24,7 @@ from flask_login import LoginManager, UserMixin, current_user, login_user
 import analytics_core
 from analytics_core import ValidationError
 from analytics_core.anonymous_cookie import COOKIE_MAX_AGE
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
 from analytics_core.testing import allow_sending
 
 from .flask_apps import flaskr
@@ -365,7 +366,7 @@ def test_a_flaskr_sign_up_redirects_and_the_visit_continues(flaskr_apps, collect
     assert client.post("/auth/login", data={"username": "ada"}).status_code == 302
     signed_up, logged_in = delivered(collector, app)
     assert signed_up["event"] == "Signed Up"
-    assert signed_up["_write_key"] == "flaskr-key"
+    assert signed_up["_write_key_fingerprint"] == fingerprint("flaskr-key")
     assert UUID4.fullmatch(signed_up["anonymousId"])
     assert logged_in["anonymousId"] == signed_up["anonymousId"]
 
@@ -722,7 +723,7 @@ def test_the_extension_object_in_app_extensions_has_every_call(make_app, collect
         "alias",
     ]
     for event in in_request:
-        assert event["_write_key"] == WRITE_KEY
+        assert event["_write_key_fingerprint"] == fingerprint(WRITE_KEY)
         assert event["context"]["page"]["path"] == "/everything"
         if event["type"] != "alias":
             assert event["anonymousId"] == "visitor-1"
@@ -767,4 +768,4 @@ def test_two_apps_with_their_own_extension_objects_use_their_own_keys(make_app, 
     assert len(events) == 4
     for event in events:
         name = event["anonymousId"].split("-")[0]
-        assert event["_write_key"] == f"{name}-key"
+        assert event["_write_key_fingerprint"] == fingerprint(f"{name}-key")

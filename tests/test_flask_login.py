@@ -9,6 +9,7 @@ from flask import Flask, Response, stream_with_context
 from flask_login import LoginManager, UserMixin, login_user, logout_user
 
 import analytics_core
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
 
 from .flask_apps.factory import AppFactory, add_track_route, ajs_cookie, flush
 
@@ -206,7 +207,7 @@ def test_identify_on_login_is_per_app(make_app, collector):
     flush(quiet)
     (event,) = events(collector, loud)
     assert event["type"] == "identify" and event["userId"] == "8"
-    assert event["_write_key"] == "loud-key"
+    assert event["_write_key_fingerprint"] == fingerprint("loud-key")
 
 
 def test_identify_on_login_needs_flask_login(monkeypatch):

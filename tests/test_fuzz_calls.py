@@ -32,7 +32,7 @@ from analytics_core.encoding import MAX_MESSAGE_BYTES, encode_message
 from .support.hostile_values import BrokenZone, NumberRaises, Raises, TextRaises
 
 WRITE_KEY = "wk-fuzz"
-STORE_FIELDS = {"_id", "_received_at", "_write_key"}
+STORE_FIELDS = {"_id", "_received_at", "_write_key_fingerprint"}
 
 # Each call's parameters in Segment's order (the README's table).
 CALLS = {

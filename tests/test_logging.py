@@ -7,6 +7,7 @@ import pytest
 
 import analytics_core
 from analytics_core import Client
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
 from analytics_core.encoding import MAX_MESSAGE_BYTES
 
 SECRET = "wk-S3CRET-do-not-log-7f3a"
@@ -150,7 +151,7 @@ def test_write_key_never_logged(collector, caplog):
     assert sorted(event["event"] for event in delivered) == sorted(
         ["Delivered", "Retried", "Queued", "Queued", "Queued", "Last"]
     )
-    assert all(event["_write_key"] == SECRET for event in delivered)
+    assert all(event["_write_key_fingerprint"] == fingerprint(SECRET) for event in delivered)
 
     reported = [type(error).__name__ for error, _ in errors]
     assert reported == ["APIError", "QueueFullError", "MessageTooLargeError"], reported

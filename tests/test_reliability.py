@@ -30,7 +30,7 @@ import pytest
 from analytics_core import APIError, Client, QueueFullError
 
 WRITE_KEY = "wk-reliability"
-STORE_FIELDS = {"_id", "_received_at", "_write_key"}
+STORE_FIELDS = {"_id", "_received_at", "_write_key_fingerprint"}
 # A sanity bound for one call, not a benchmark: a call that waited on the network would take
 # a timeout (seconds), a call that does not takes microseconds.
 CALL_BOUND = 0.05

@@ -27,6 +27,7 @@ import analytics_core
 from analytics_core import APIError
 from analytics_core import transport as transport_module
 from analytics_core.collector import Collector
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
 from analytics_core.keepalive import KeepAliveSession, _network_error
 from analytics_core.transport import RETRY_AFTER_CAP, RetryPolicy, Transport
 from analytics_core.version import VERSION
@@ -843,7 +844,7 @@ def test_client_delivers_through_the_keep_alive_path_with_collector_faults():
         assert stats["requests"] == 8 and stats["messages"] == 6
         (stored,) = collector.events(event="Keep-Alive")
         assert stored["messageId"] == message["messageId"]
-        assert stored["_write_key"] == KEY
+        assert stored["_write_key_fingerprint"] == fingerprint(KEY)
         assert client.transport._session().connections == 1
         client.shutdown()
 

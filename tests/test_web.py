@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import analytics_core
+from analytics_core.collector.access import write_key_fingerprint as fingerprint
 from analytics_core.context import RequestContext, reset_request_context, set_request_context
 from analytics_core.web import (
     anonymous_id_from_cookie,
@@ -215,9 +216,12 @@ def test_module_level_calls_go_to_the_request_client(collector):
     analytics_core.track("u", "Outside")
     analytics_core.flush(5)
     inside, outside = collector.wait_for(2)
-    assert (inside["event"], inside["_write_key"]) == ("Inside", "own-key")
+    assert (inside["event"], inside["_write_key_fingerprint"]) == ("Inside", fingerprint("own-key"))
     assert inside["context"]["ip"] == "1.2.3.4"
-    assert (outside["event"], outside["_write_key"]) == ("Outside", "default-key")
+    assert (outside["event"], outside["_write_key_fingerprint"]) == (
+        "Outside",
+        fingerprint("default-key"),
+    )
     own.shutdown(timeout=1)
 
 

@@ -2,8 +2,11 @@
 
 Plain HTML, CSS and a little JavaScript, served by the collector itself: no build step, no
 dependency. The page reads ``GET /v1/events`` (the same API the tests use): it filters by type,
-event name, user (userId or anonymousId) and write key, polls every second for events newer
-than the newest it shows, and shows an event's full JSON when its row is clicked.
+event name, user (userId or anonymousId) and write key (or its fingerprint), polls every second
+for events newer than the newest it shows, and shows an event's full JSON when its row is
+clicked. Rows show a fingerprint of the write key, never the key. When the collector has a
+write key, the page asks for it once and keeps it in the tab (``sessionStorage``: gone when the
+tab closes), sending it as Basic auth like the Tracking API.
 """
 
 __all__ = ["PAGE"]
@@ -24,7 +27,8 @@ PAGE = """<!doctype html>
   input, select { font: inherit; padding: 3px 6px; }
   #status { margin-left: auto; opacity: .7; }
   main { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); }
-  table { width: 100%; border-collapse: collapse; }
+  table { width: 100%; border-collapse: collapse; table-layout: fixed; }
+  section { overflow-x: auto; }
   th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line);
            white-space: nowrap; overflow: hidden; text-overflow: ellipsis; max-width: 18em; }
   tbody tr { cursor: pointer; }
@@ -34,6 +38,7 @@ PAGE = """<!doctype html>
   #details { border-left: 1px solid var(--line); padding: 12px 16px; }
   #details pre { white-space: pre-wrap; word-break: break-word; font-size: 12px; }
   .empty { padding: 16px; opacity: .7; }
+  #key-form[hidden] { display: none; }
 </style>
 </head>
 <body>
@@ -48,17 +53,23 @@ PAGE = """<!doctype html>
   </label>
   <label>event <input id="filter-event" placeholder="Order Completed" size="16"></label>
   <label>user <input id="filter-user" placeholder="userId or anonymousId" size="18"></label>
-  <label>write key <input id="filter-write-key" size="14"></label>
+  <label>write key <input id="filter-write-key" placeholder="key or fingerprint" size="14"></label>
+  <form id="key-form" hidden>
+    <label>this collector's write key <input id="key-input" type="password" size="14"
+      autocomplete="off"></label>
+    <button type="submit">show events</button>
+  </form>
   <span id="status">connecting…</span>
 </header>
 <main>
   <section>
     <table>
       <thead><tr><th>received</th><th>type</th><th>event / name</th><th>user</th>
-        <th>write key</th></tr></thead>
+        <th>key fingerprint</th></tr></thead>
       <tbody id="events"></tbody>
     </table>
     <div id="empty" class="empty">No events yet. Send some: they appear here as they arrive.</div>
+    <div id="more" class="empty" hidden>Showing the newest 200: filter to find older ones.</div>
   </section>
   <aside id="details"><p class="empty">Click an event to see its JSON.</p></aside>
 </main>
@@ -77,12 +88,35 @@ const filters = {
 let newestId = 0;
 let shown = [];
 let generation = 0;
+const KEY_ITEM = "analytics-core-collector-write-key";
+const keyForm = document.getElementById("key-form");
+const keyInput = document.getElementById("key-input");
 
-function query(extra) {
+class NeedsKey extends Error {}
+
+function authorization() {
+  // Basic auth with the key as user name, as the Tracking API takes it (UTF-8, then base64).
+  const key = sessionStorage.getItem(KEY_ITEM);
+  if (!key) return {};
+  const bytes = new TextEncoder().encode(key + ":");
+  return {Authorization: "Basic " + btoa(String.fromCharCode(...bytes))};
+}
+
+async function keyFilter() {
+  // A key typed here is sent as its fingerprint, so it never appears in a URL or a log.
+  const value = filters.writeKey.value.trim();
+  if (!value || /^[0-9a-f]{12}$/.test(value) || !(window.crypto && crypto.subtle)) return value;
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(value));
+  const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0"));
+  return hex.join("").slice(0, 12);
+}
+
+async function query(extra) {
   const params = new URLSearchParams({limit: String(LIMIT), ...extra});
   if (filters.type.value) params.set("type", filters.type.value);
   if (filters.event.value.trim()) params.set("event", filters.event.value.trim());
-  if (filters.writeKey.value.trim()) params.set("write_key", filters.writeKey.value.trim());
+  const key = await keyFilter();
+  if (key) params.set("write_key", key);
   return params;
 }
 
@@ -91,9 +125,10 @@ async function fetchEvents(extra) {
   const user = filters.user.value.trim();
   const lists = [];
   for (const field of user ? ["user_id", "anonymous_id"] : [null]) {
-    const params = query(extra);
+    const params = await query(extra);
     if (field) params.set(field, user);
-    const response = await fetch("/v1/events?" + params);
+    const response = await fetch("/v1/events?" + params, {headers: authorization()});
+    if (response.status === 401) throw new NeedsKey();
     if (!response.ok) throw new Error("HTTP " + response.status);
     lists.push(await response.json());
   }
@@ -117,7 +152,7 @@ function row(event) {
     cell(event.type, "type"),
     cell(event.event || event.name || event.groupId || event.previousId || ""),
     cell(event.userId || event.anonymousId || ""),
-    cell(event._write_key),
+    cell(event._write_key_fingerprint),
   );
   tr.addEventListener("click", () => select(event, tr));
   return tr;
@@ -142,6 +177,7 @@ function show(events, prepend) {
   while (rows.children.length > LIMIT) rows.lastElementChild.remove();
   if (events.length) newestId = Math.max(newestId, events[0]._id);
   document.getElementById("empty").hidden = rows.children.length > 0;
+  document.getElementById("more").hidden = rows.children.length < LIMIT;
 }
 
 async function reload() {
@@ -151,20 +187,39 @@ async function reload() {
     const events = await fetchEvents({});
     if (mine !== generation) return;
     show(events, false);
+    keyForm.hidden = true;
     statusLine.textContent = "live";
   } catch (error) {
+    failed(error);
+  }
+}
+
+function failed(error) {
+  if (error instanceof NeedsKey) {
+    keyForm.hidden = false;
+    statusLine.textContent = sessionStorage.getItem(KEY_ITEM)
+      ? "that write key is not this collector's"
+      : "this collector has a write key: enter it to see its events";
+  } else {
     statusLine.textContent = "collector unreachable (" + error.message + ")";
   }
 }
+
+keyForm.addEventListener("submit", (submitted) => {
+  submitted.preventDefault();
+  sessionStorage.setItem(KEY_ITEM, keyInput.value);
+  keyInput.value = "";
+  reload();
+});
 
 async function poll() {
   const mine = generation;
   try {
     const events = await fetchEvents({after_id: String(newestId)});
     if (mine === generation && events.length) show(events, true);
-    statusLine.textContent = "live";
+    if (keyForm.hidden) statusLine.textContent = "live";
   } catch (error) {
-    statusLine.textContent = "collector unreachable (" + error.message + ")";
+    failed(error);
   }
   setTimeout(poll, 1000);
 }

@@ -5,16 +5,30 @@ the server. The Tracking API's rules themselves live in :mod:`.protocol`.
 """
 
 import contextlib
+import io
 import json
 import socket
 import time
+import traceback
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 from urllib.parse import parse_qs, urlsplit
 
+from .access import keys_match
 from .debugger_page import PAGE as DEBUGGER_PAGE
 from .faults import Fault
-from .http11 import HeadError, http_date, read_headers, version_number
+from .http11 import (
+    CHUNKED,
+    MAX_CHUNK_LINE,
+    HeadError,
+    RequestHeaders,
+    body_framing,
+    chunk_size,
+    http_date,
+    read_headers,
+    read_trailers,
+    version_number,
+)
 from .protocol import (
     MAX_BODY_BYTES,
     MESSAGE_TYPES,
@@ -22,6 +36,7 @@ from .protocol import (
     bad_request,
     body_too_large,
     decode_body,
+    parse_json,
     parse_tracking_body,
     validate_messages,
     write_key_from_authorization,
@@ -36,8 +51,28 @@ __all__ = ["CollectorHandler"]
 _TRACKING_PATHS = {"/v1/batch": "batch"}
 _TRACKING_PATHS.update({f"/v1/{kind}": kind for kind in MESSAGE_TYPES})
 _QUERY_INTS = ("limit", "after_id")
-# Chunk-size lines are hex numbers plus optional extensions; anything longer is hostile.
-_MAX_LINE = 4096
+# SQLite integers are 64-bit: a larger limit or after_id would raise OverflowError in the store.
+_QUERY_INT_MAX = 2**63 - 1
+# A body of many tiny chunks costs a loop turn each: 10,000 is 50 bytes a chunk for 500 KB.
+_MAX_CHUNKS = 10_000
+# The JSON "code" of errors http.server itself sends (an unknown method, a long request line).
+_ERROR_CODES = {
+    400: "bad-request",
+    408: "request-timeout",
+    414: "request-line-too-long",
+    431: "headers-too-large",
+    501: "not-implemented",
+    505: "http-version-not-supported",
+}
+# The page runs its own inline script and talks to this collector only; no site may frame it
+# (a framed page could be clicked into deleting events).
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
+    "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 # The answer to every accepted tracking request, encoded once.
 _SUCCESS = json.dumps({"success": True}).encode("utf-8")
 
@@ -55,15 +90,19 @@ class CollectorHandler(BaseHTTPRequestHandler):
     # -- plumbing --------------------------------------------------------------------------
 
     def setup(self) -> None:
-        self.timeout = self.server.request_timeout
-        super().setup()
-        self.server.track_connection(self.connection, True)
+        """``StreamRequestHandler.setup``, reading through the server's ConnectionReader.
 
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track_connection(self.connection, False)
+        That reader bounds each whole request by ``request_deadline`` (the socket timeout
+        alone bounds each read, which a client trickling bytes resets at will) and lets the
+        server end this connection while it waits idle, to make room under its cap.
+        """
+        self.connection = self.request
+        if self.disable_nagle_algorithm:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        self._reader = self.server.connection_reader(self.connection)
+        self._body_length = 0
+        self.rfile = io.BufferedReader(self._reader)
+        self.wfile = self.connection.makefile("wb", self.wbufsize)
 
     def handle_expect_100(self) -> bool:
         """Send ``100 Continue`` now: the client waits for it before it sends the body."""
@@ -78,66 +117,86 @@ class CollectorHandler(BaseHTTPRequestHandler):
         if self.server.verbose:
             super().log_message(format, *args)
 
-    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None):
-        """Answer protocol errors found by http.server itself in JSON, like every other error."""
+    def send_error(
+        self,
+        code: int,
+        message: Optional[str] = None,
+        explain: Optional[str] = None,
+        *,
+        error_code: Optional[str] = None,
+    ):
+        """Answer a request that cannot be read in JSON, ``{code, message}``, and close.
+
+        http.server calls this for what it finds itself (an unknown method, a request line
+        over 64 KB); :meth:`parse_request` for the rest, with ``error_code`` for the JSON.
+        """
         self.close_connection = True  # the request's framing is unknown after a parse error
         # http.server takes a garbage request line for HTTP/0.9 and would send a bare body;
         # nobody speaks 0.9 any more, so answer with a real status line.
         self.request_version = self.protocol_version
         text = message or self.responses.get(code, ("error",))[0]
+        payload = {"code": error_code or _ERROR_CODES.get(code, "error"), "message": text}
         with contextlib.suppress(OSError):
-            self._send_json(
-                code, {"code": "bad-request" if code == 400 else "error", "message": text}
-            )
+            self._send_json(code, payload)
 
     def parse_request(self) -> bool:
-        """Parse the request line and headers with ``http.server``'s rules and answers.
+        """Parse the request line, the headers and the body's framing (RFC 9112).
 
-        Only the header parser differs (:mod:`.http11` instead of the ``email`` package), which
-        takes a tenth of the time. Returns False when the request was answered (an error) or
-        there is nothing to answer.
+        The request line follows ``http.server``'s rules; the headers and the framing are
+        :mod:`.http11`'s (a tenth of the ``email`` parser's time, and strict where a lenient
+        reading lets a request be read two ways). Returns False when the request was answered
+        (an error, and the connection then closes) or there is nothing to answer.
         """
         self.command = None
         self.request_version = self.default_request_version
         self.close_connection = True
+        self.headers = RequestHeaders([])  # type: ignore[assignment]
+        self._body_length = 0
         requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
         self.requestline = requestline
         words = requestline.split()
         if not words:
             return False
+        number: Optional[Tuple[int, int]] = (0, 9)
         if len(words) >= 3:
             version = words[-1]
             number = version_number(version)
             if number is None:
-                self.send_error(400, f"Bad request version ({version!r})")
+                self.send_error(400, "the request line's HTTP version is not valid")
                 return False
             if number >= (1, 1):  # this server speaks HTTP/1.1: keep-alive by default
                 self.close_connection = False
             if number >= (2, 0):
-                self.send_error(505, f"Invalid HTTP version ({version[5:]})")
+                self.send_error(505, "this server speaks HTTP/1.1")
                 return False
             self.request_version = version
         if len(words) == 1 or len(words) > 3:
-            self.send_error(400, f"Bad request syntax ({requestline!r})")
+            self.send_error(400, "the request line is not 'METHOD target HTTP/1.1'")
             return False
         command, path = words[0], words[1]
         if len(words) == 2:  # HTTP/0.9: one GET, no headers, then the connection closes
             self.close_connection = True
             if command != "GET":
-                self.send_error(400, f"Bad HTTP/0.9 request type ({command!r})")
+                self.send_error(400, "HTTP/0.9 has only GET")
                 return False
         if path.startswith("//"):  # never let '//host' be read as a scheme-relative URL
             path = "/" + path.lstrip("/")
         self.command, self.path = command, path
+        if len(words) == 2:
+            return True  # HTTP/0.9 has no headers: reading some would wait for nothing
         try:
             self.headers = read_headers(self.rfile)  # type: ignore[assignment]
+            self._body_length = body_framing(self.headers, http10=number < (1, 1))
         except HeadError as error:
-            self.send_error(error.status, error.message)
+            self.send_error(error.status, error.message, error_code=error.code)
             return False
-        connection = (self.headers.get("Connection") or "").lower()
-        if connection == "close":
+        except socket.timeout:
+            self.send_error(408, _too_late(self.server.request_deadline))
+            return False
+        tokens = _connection_tokens(self.headers)
+        if "close" in tokens:
             self.close_connection = True
-        elif connection == "keep-alive":
+        elif "keep-alive" in tokens:
             self.close_connection = False
         expect = (self.headers.get("Expect") or "").lower()
         if expect == "100-continue" and self.request_version >= "HTTP/1.1":
@@ -170,6 +229,7 @@ class CollectorHandler(BaseHTTPRequestHandler):
             f"{self.protocol_version} {status} {reason}\r\n"
             f"Server: {self.server_version}\r\nDate: {http_date()}\r\n"
             f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+            "X-Content-Type-Options: nosniff\r\n"
         )
         if headers:
             head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
@@ -185,12 +245,16 @@ class CollectorHandler(BaseHTTPRequestHandler):
         except OSError:
             # The peer went away or timed out mid-request: nobody is left to answer.
             self.close_connection = True
-        except Exception as exc:  # a bug must cost one request, never the server
+        except Exception:  # a bug must cost one request, never the server
             self.close_connection = True
+            # The details are for whoever runs the collector; a client learns nothing of its
+            # insides (and would only retry a 5xx anyway).
             if self.server.verbose:
-                self.log_error("internal error: %r", exc)
+                self.log_error("internal error:\n%s", traceback.format_exc())
             with contextlib.suppress(OSError):
-                self._send_json(500, {"code": "internal-error", "message": repr(exc)})
+                self._send_json(500, {"code": "internal-error", "message": "internal error"})
+        finally:
+            self._reader.end_request()  # a route that read no body: idle again from here
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         self._dispatch("GET")
@@ -210,74 +274,63 @@ class CollectorHandler(BaseHTTPRequestHandler):
     # -- reading the body ------------------------------------------------------------------
 
     def _read_body(self, limit: int = MAX_BODY_BYTES) -> bytes:
-        """Read the request body, never more than ``limit + 1`` bytes of it."""
-        transfer = (self.headers.get("Transfer-Encoding") or "").strip().lower()
-        if transfer and transfer != "identity":
-            if transfer != "chunked":
-                self.close_connection = True
-                raise bad_request("unsupported-transfer-encoding", f"{transfer!r} not supported")
-            return self._read_chunked(limit)
-        lengths = set(self.headers.get_all("Content-Length") or [])
-        if not lengths:
-            return b""
+        """Read the body as :meth:`parse_request` found it framed, never over ``limit`` bytes.
+
+        Errors close the connection: where the next request would start is unknown. Reading
+        it all must end within the request's deadline (408 otherwise).
+        """
+        length, self._body_length = self._body_length, 0  # a second call finds no body
         try:
-            if len(lengths) != 1:
-                raise ValueError("conflicting Content-Length headers")
-            length = int(lengths.pop().strip())
-            if length < 0:
-                raise ValueError("negative Content-Length")
-        except ValueError as exc:
-            self.close_connection = True  # without a length we cannot find the next request
-            raise bad_request("invalid-content-length", str(exc)) from exc
-        if length > limit:
-            # Not reading the body means this connection cannot carry another request.
+            if length == CHUNKED:
+                body = self._read_chunked(limit)
+            elif length > limit:
+                self.close_connection = True  # the unread body would be the next request
+                raise body_too_large(limit)
+            else:
+                body = self._read_exactly(length)
+        except HeadError as error:
             self.close_connection = True
-            raise body_too_large(limit)
-        body = self._read_exactly(length)
+            raise RequestError(error.status, error.code, error.message) from None
+        except socket.timeout:
+            self.close_connection = True
+            raise RequestError(
+                408, "request-timeout", _too_late(self.server.request_deadline)
+            ) from None
+        self._reader.end_request()
         return body
 
     def _read_exactly(self, length: int) -> bytes:
-        try:
-            body = self.rfile.read(length)
-        except socket.timeout as exc:
-            self.close_connection = True
-            raise bad_request("incomplete-body", "timed out reading the body") from exc
+        body = self.rfile.read(length)
         if len(body) < length:
             self.close_connection = True
             raise bad_request("incomplete-body", f"expected {length} bytes, got {len(body)}")
         return body
 
     def _read_chunked(self, limit: int) -> bytes:
+        """The chunked body's data (RFC 9112 section 7.1); its trailers are read and dropped."""
         parts: List[bytes] = []
         total = 0
-        while True:
-            line = self.rfile.readline(_MAX_LINE)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-                if size < 0:
-                    raise ValueError
-            except ValueError as exc:
-                self.close_connection = True
-                raise bad_request("invalid-chunked-body", "bad chunk size line") from exc
+        for _ in range(_MAX_CHUNKS):
+            size = chunk_size(self.rfile.readline(MAX_CHUNK_LINE + 1))
             if size == 0:
-                break
+                read_trailers(self.rfile)
+                return b"".join(parts)
             total += size
             if total > limit:
                 self.close_connection = True
                 raise body_too_large(limit)
             parts.append(self._read_exactly(size))
-            self.rfile.readline(_MAX_LINE)
-        # Trailer fields, if any, end at an empty line.
-        for _ in range(100):
-            if self.rfile.readline(_MAX_LINE) in (b"\r\n", b"\n", b""):
-                break
-        return b"".join(parts)
+            # Exactly CRLF: skipping "whatever line follows" let junk after a chunk through.
+            if self.rfile.read(2) != b"\r\n":
+                raise HeadError(400, "chunk data must end with CRLF", "invalid-chunked-body")
+        raise HeadError(400, f"more than {_MAX_CHUNKS} chunks", "invalid-chunked-body")
 
     # -- routes ----------------------------------------------------------------------------
 
     def _route(self, method: str) -> None:
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
+        self._check_host()
         kind = _TRACKING_PATHS.get(path)
         if kind is not None:
             self._expect(method, "POST")
@@ -287,27 +340,72 @@ class CollectorHandler(BaseHTTPRequestHandler):
         body = self._read_body()
         if path == "/v1/events":
             self._expect(method, "GET", "DELETE")
+            self._check_key()
             if method == "DELETE":
+                self._check_same_site()
+                if url.query:  # a filter would suggest a partial delete; this empties it all
+                    raise bad_request("invalid-query", "DELETE /v1/events takes no parameters")
                 self.server.store.clear()
                 self._send_json(200, {"success": True})
             else:
                 self._send_json(200, self.server.store.events(**_event_query(url.query)))
         elif path == "/v1/stats":
             self._expect(method, "GET")
+            self._check_key()
             self._send_json(200, self.server.store.stats())
         elif path == "/_faults" and self.server.faults is not None:
             self._expect(method, "GET", "POST", "DELETE")
+            self._check_key()
+            if method != "GET":
+                self._check_same_site()
             self._faults(method, body)
         elif path == "/":
             self._expect(method, "GET")
             if "text/html" in self.headers.get("Accept", ""):
                 # A browser: the debugger page (which reads /v1/events itself).
                 page = DEBUGGER_PAGE.encode("utf-8")
-                self._send_body(200, page, content_type="text/html; charset=utf-8")
+                self._send_body(200, page, _PAGE_HEADERS, content_type="text/html; charset=utf-8")
             else:
                 self._send_json(200, {"service": "analytics-core collector", "ok": True})
         else:
             raise RequestError(404, "not-found", f"no route for {path}")
+
+    def _check_host(self) -> None:
+        """Answer only to the names the collector listens on (see :mod:`.access`)."""
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) > 1:  # RFC 9112 3.2: which one would the request be for?
+            self.close_connection = True
+            raise bad_request("invalid-host", "more than one Host field")
+        if not self.server.host_policy.allows_host_header(hosts[0] if hosts else None):
+            self.close_connection = True  # the body, if any, is left unread
+            raise RequestError(
+                403,
+                "host-not-allowed",
+                "this collector does not answer to that Host; start it with --allow-host NAME "
+                "to reach it by another name",
+            )
+
+    def _check_key(self) -> None:
+        """With ``--write-key``, reading or deleting what arrived needs that key too."""
+        expected = self.server.write_key
+        if expected is None:
+            return
+        given = write_key_from_authorization(self.headers.get("Authorization"))
+        if not keys_match(given, expected):
+            raise RequestError(
+                401,
+                "invalid-write-key",
+                "this collector has a write key: send it as Basic auth to read or delete events",
+            )
+
+    def _check_same_site(self) -> None:
+        """A change other than tracking never comes from another site's page."""
+        policy = self.server.host_policy
+        origin, fetch_site = self.headers.get("Origin"), self.headers.get("Sec-Fetch-Site")
+        if not policy.allows_origin(origin, fetch_site, self.server.server_address[1]):
+            raise RequestError(
+                403, "cross-site-refused", "a page of another site cannot change this collector"
+            )
 
     def _expect(self, method: str, *allowed: str) -> None:
         if method not in allowed:
@@ -319,11 +417,7 @@ class CollectorHandler(BaseHTTPRequestHandler):
         plan = self.server.faults
         assert plan is not None
         if method == "POST":
-            try:
-                items = json.loads(body)
-            except ValueError as exc:
-                raise bad_request("invalid-json", f"the body is not valid JSON: {exc}") from exc
-            self._send_json(200, plan.replace(items))
+            self._send_json(200, plan.replace(parse_json(body)))
         elif method == "DELETE":
             plan.clear()
             self._send_json(200, [])
@@ -350,7 +444,8 @@ class CollectorHandler(BaseHTTPRequestHandler):
                     raise bad_request(
                         "missing-write-key", "send the write key as Basic auth or as 'writeKey'"
                     )
-                if self.server.write_key is not None and write_key != self.server.write_key:
+                expected = self.server.write_key
+                if expected is not None and not keys_match(write_key, expected):
                     raise RequestError(401, "invalid-write-key", "the write key is not accepted")
                 rows = validate_messages(messages)
                 store.add(write_key, rows)
@@ -387,10 +482,28 @@ def _event_query(query: str) -> Dict[str, Any]:
     result: Dict[str, Any] = dict(params)
     for name in _QUERY_INTS:
         if name in params:
-            try:
-                result[name] = int(params[name])
-            except ValueError as exc:
-                raise bad_request("invalid-query", f"{name} must be an integer") from exc
+            result[name] = _query_int(name, params[name])
     if result.get("order", "desc") not in ("asc", "desc"):
         raise bad_request("invalid-query", "order must be 'asc' or 'desc'")
     return result
+
+
+def _query_int(name: str, text: str) -> int:
+    """A whole number from 0 to 2**63 - 1, in plain digits (int() would take "+1", "1_0")."""
+    digits = text.strip()
+    if digits.isascii() and digits.isdigit() and len(digits) <= 19:
+        value = int(digits)
+        if value <= _QUERY_INT_MAX:
+            return value
+    raise bad_request("invalid-query", f"{name} must be a whole number from 0 to {_QUERY_INT_MAX}")
+
+
+def _too_late(seconds: float) -> str:
+    """The 408 message."""
+    return f"the request was not complete within {seconds:g} s of its first byte"
+
+
+def _connection_tokens(headers: RequestHeaders) -> Set[str]:
+    """The options of every ``Connection`` field, lower-case (it is a list, RFC 9110 7.6.1)."""
+    values = headers.get_all("Connection") or []
+    return {token.strip().lower() for value in values for token in value.split(",")}

@@ -6,6 +6,7 @@ every rule can be checked without a socket.
 
 import base64
 import binascii
+import itertools
 import json
 import re
 import zlib
@@ -20,6 +21,7 @@ except ImportError:  # pragma: no cover - orjson is installed wherever analytics
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "MAX_JSON_DEPTH",
     "MAX_MESSAGE_BYTES",
     "MESSAGE_TYPES",
     "RequestError",
@@ -32,6 +34,12 @@ __all__ = [
 # Segment's documented limits: 500 KB per batch request, 32 KB per message.
 MAX_BODY_BYTES = 500 * 1024
 MAX_MESSAGE_BYTES = 32 * 1024
+
+MAX_JSON_DEPTH = 256
+"""Most levels of arrays and objects in a tracking body (``{"batch": [...]}`` is two of them).
+
+analytics_core's own encoder keeps values 200 levels deep, so this must stay above 202; it
+keeps what is stored far below Python's recursion limit, so reading it back never fails."""
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 
@@ -102,25 +110,56 @@ def body_too_large(limit: int = MAX_BODY_BYTES) -> RequestError:
 # (message, its JSON text as sent, or None when it must be encoded again)
 Parsed = Tuple[Any, Optional[str]]
 
-_DECODER = json.JSONDecoder()
+
+class _Refused(ValueError):
+    """JSON that parses in Python but is not JSON by RFC 8259, or is nested too deeply."""
+
+
+def _refuse_constant(name: str) -> None:
+    # Called by the decoder for NaN, Infinity and -Infinity, which json.dumps writes for
+    # float("nan") but RFC 8259 does not have; stored, they would make GET /v1/events invalid.
+    raise _Refused(f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    # 1e400 parses to inf, which would be written back as Infinity.
+    value = float(text)
+    if value - value != 0.0:  # inf - inf is nan; any finite value gives 0.0
+        raise _Refused(f"the number {text[:32]} does not fit a 64-bit float")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 _BATCH_KEY = b'"batch":['
 
 _SPACE = re.compile(r"[ \t\n\r]*")
+
+# The depth scan keeps only brackets, then adds +1 for each opening and -1 for each closing one.
+_NOT_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
+_DEPTH_STEP = [0] * 256
+_DEPTH_STEP[ord("[")] = _DEPTH_STEP[ord("{")] = 1
+_DEPTH_STEP[ord("]")] = _DEPTH_STEP[ord("}")] = -1
+
+
+def parse_json(body: bytes) -> Any:
+    """``body`` as RFC 8259 JSON within the nesting bound, or a 400 ``invalid-json`` (for the
+    collector's own APIs, such as the fault plan)."""
+    try:
+        _check_depth(body)
+        return _DECODER.decode(body.decode("utf-8"))
+    except (_Refused, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+        raise bad_request("invalid-json", f"the body is not valid JSON: {exc}") from None
 
 
 def parse_tracking_body(body: bytes, kind: str) -> Tuple[Optional[str], List[Parsed]]:
     """Parse a tracking request body; return ``(writeKey from the body, messages)``.
 
     ``kind`` is ``"batch"`` for ``/v1/batch``, else the message type of a single-call
-    endpoint. The messages are not validated yet, so auth can be checked first.
+    endpoint. The messages are not validated yet, so auth can be checked first. Anything that
+    is not JSON by RFC 8259 (NaN, Infinity, numbers beyond a 64-bit float) or nests deeper than
+    :data:`MAX_JSON_DEPTH` is refused with ``invalid-json``.
     """
-    parsed = _scan_compact_batch(body) if kind == "batch" else None
-    try:
-        payload, raw_batch = parsed or _scan_payload(body.decode("utf-8"))
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
-        raise bad_request("invalid-json", f"the body is not valid JSON: {exc}") from exc
-    except IndexError as exc:  # the scanner ran off the end of the text
-        raise bad_request("invalid-json", "the body is not valid JSON: it ends too soon") from exc
+    payload, raw_batch = _parse_json(body, kind)
     if not isinstance(payload, dict):
         raise bad_request("invalid-json", "the body must be a JSON object")
     body_key = payload.get("writeKey")
@@ -139,7 +178,56 @@ def parse_tracking_body(body: bytes, kind: str) -> Tuple[Optional[str], List[Par
     return body_key or None, [(message, None)]
 
 
-def _scan_compact_batch(body: bytes) -> Optional[Tuple[Dict[str, Any], List[Parsed]]]:
+def _parse_json(body: bytes, kind: str) -> Tuple[Any, Optional[List[Parsed]]]:
+    """The body's JSON as :func:`_scan_payload` gives it, or a 400 ``invalid-json``.
+
+    The messages never name Python: a client sees what is wrong with its JSON, not how the
+    collector found out.
+    """
+    fast, depth_checked = _scan_compact_batch(body) if kind == "batch" else (None, False)
+    if fast is not None:
+        return fast
+    try:
+        if not depth_checked:
+            _check_depth(body)
+        return _scan_payload(body.decode("utf-8"))
+    except _Refused as exc:
+        raise bad_request("invalid-json", f"the body is not valid JSON: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise bad_request("invalid-json", f"the body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise bad_request("invalid-json", "the body is not valid UTF-8") from None
+    except IndexError:  # the scanner ran off the end of the text
+        raise bad_request("invalid-json", "the body is not valid JSON: it ends too soon") from None
+    except RecursionError:  # not expected after _check_depth; never a 500 all the same
+        raise bad_request("invalid-json", _too_deep()) from None
+    except ValueError:  # e.g. an integer of more digits than Python converts
+        raise bad_request("invalid-json", "the body is not valid JSON") from None
+
+
+def _too_deep() -> str:
+    return f"the body is not valid JSON: it nests deeper than {MAX_JSON_DEPTH} levels"
+
+
+def _check_depth(body: bytes) -> None:
+    """Refuse a body whose arrays and objects nest deeper than :data:`MAX_JSON_DEPTH`.
+
+    Python's decoder would recurse once per level (a RecursionError near 1000), and what it
+    stored could not be encoded back. A body with fewer brackets than the limit cannot be too
+    deep, so most single messages only cost two counts.
+    """
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    # Drop escaped backslashes and quotes: every quote left opens or closes a string, so
+    # every other piece between quotes is outside strings, and holds all the structure.
+    plain = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = b"".join(plain.split(b'"')[::2]).translate(None, _NOT_BRACKETS)
+    depth = max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+    if depth > MAX_JSON_DEPTH:
+        raise _Refused(f"it nests deeper than {MAX_JSON_DEPTH} levels")
+
+
+def _scan_compact_batch(body: bytes) -> Tuple[Optional[Tuple[Dict[str, Any], List[Parsed]]], bool]:
     """The usual batch body (compact JSON, as clients send it) in a few C calls, or None.
 
     orjson decodes the whole body at once and re-encodes each message compactly. Those texts
@@ -148,23 +236,32 @@ def _scan_compact_batch(body: bytes) -> Optional[Tuple[Dict[str, Any], List[Pars
     twice as fast. Anything else (pretty-printed or ``\\u``-escaped JSON, NaN, integers beyond
     64 bits, lone surrogates, invalid JSON) returns None and takes the exact scanner, which
     also produces the error messages.
+
+    The second value says whether the body's depth is known to be within
+    :data:`MAX_JSON_DEPTH`: orjson encodes at most 254 levels, so a message it re-encoded,
+    two levels down in the body, is within 256. The exact scanner then need not check again.
     """
     if _orjson is None:
-        return None
+        return None, False
     try:
         payload = _orjson.loads(body)
     except _orjson.JSONDecodeError:
-        return None
+        return None, False
     if type(payload) is not dict:
-        return None
+        return None, False
     batch = payload.get("batch")
     # Only objects: a scalar's compact text could also be found somewhere else in the body.
     if type(batch) is not list or any(type(message) is not dict for message in batch):
-        return None
+        return None, False
     try:
         encoded = [_orjson.dumps(message) for message in batch]
-    except _orjson.JSONEncodeError:  # not expected for decoded JSON; the exact path decides
-        return None
+    except _orjson.JSONEncodeError:  # over 254 levels: the exact path measures and refuses
+        return None, False
+    # Other top-level values are not re-encoded: a container among them leaves the check to
+    # the exact path (clients send strings there).
+    depth_checked = not any(
+        type(value) in (dict, list) for value in payload.values() if value is not batch
+    )
     # A quote inside a JSON string is escaped, so the key can only be found as the real key
     # (or, pathologically, as a nested key): the texts must follow one of its occurrences.
     # Comparing at each occurrence is a memcmp; searching the body for the whole joined
@@ -177,8 +274,10 @@ def _scan_compact_batch(body: bytes) -> Optional[Tuple[Dict[str, Any], List[Pars
             break  # 0x5D is "]": the array ends right after the last message
         start = body.find(_BATCH_KEY, start + 1)
     else:
-        return None
-    return payload, [(message, text.decode()) for message, text in zip(batch, encoded)]
+        return None, depth_checked
+    if not depth_checked:
+        return None, False
+    return (payload, [(message, text.decode()) for message, text in zip(batch, encoded)]), True
 
 
 def _scan_payload(text: str) -> Tuple[Any, Optional[List[Parsed]]]:
@@ -190,7 +289,7 @@ def _scan_payload(text: str) -> Tuple[Any, Optional[List[Parsed]]]:
     """
     pos = _SPACE.match(text, 0).end()
     if text[pos : pos + 1] != "{":
-        return json.loads(text), None
+        return _DECODER.decode(text), None
     payload: Dict[str, Any] = {}
     raw_batch: Optional[List[Parsed]] = None
     pos = _SPACE.match(text, pos + 1).end()
@@ -255,6 +354,7 @@ def _validate(message: Any, raw: Optional[str], index: int) -> StoredRow:
     # exact-type tests; error texts are only formatted when a message is refused.
     if not isinstance(message, dict):
         raise bad_request("invalid-message", f"message {index} is not a JSON object")
+    message, raw = _cleaned(message, raw)
     get = message.get
     kind = get("type")
     if kind not in MESSAGE_TYPES:
@@ -305,6 +405,32 @@ def _validate(message: Any, raw: Optional[str], index: int) -> StoredRow:
         message_id,
         text,
     )
+
+
+# A UTF-16 surrogate left alone in a decoded string: JSON can escape one ("\\udc00"), but no
+# UTF-8 text (the database, a browser) can hold it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _cleaned(message: Dict[str, Any], raw: Optional[str]) -> Tuple[Dict[str, Any], Optional[str]]:
+    """``message`` as it is stored, and its raw text if that is still what is stored.
+
+    - A lone surrogate becomes U+FFFD, as Segment's API decodes it (analytics-python sends
+      them for file names decoded with ``surrogateescape``); it used to fail the insert.
+    - A ``writeKey`` inside a message (or its context) is removed: it is a credential, and the
+      collector never keeps or shows one.
+    """
+    if raw is None or "\\ud" in raw or "\\uD" in raw:  # only an escape can make one
+        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        if _LONE_SURROGATE.search(text):
+            message, raw = json.loads(_LONE_SURROGATE.sub("\ufffd", text)), None
+    context = message.get("context")
+    if "writeKey" in message or (type(context) is dict and "writeKey" in context):
+        message = {name: value for name, value in message.items() if name != "writeKey"}
+        if type(context) is dict:
+            message["context"] = {k: v for k, v in context.items() if k != "writeKey"}
+        raw = None
+    return message, raw
 
 
 def _id_value(value: Any) -> Optional[str]:

@@ -39,6 +39,7 @@ class CollectorProcess:
         write_key: Optional[str] = None,
         faults: bool = True,
         start_timeout: float = 10.0,
+        extra_args: Optional[List[str]] = None,
     ) -> None:
         self._tmpdir: Optional[str] = None
         if db is None:
@@ -53,6 +54,7 @@ class CollectorProcess:
             command += ["--write-key", write_key]
         if faults:
             command.append("--faults")
+        command += extra_args or []
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
@@ -70,6 +72,8 @@ class CollectorProcess:
         self.session = requests.Session()
         # The proxy lookup in the environment is slow and must not route 127.0.0.1 anywhere.
         self.session.trust_env = False
+        if write_key is not None:  # reads and deletes need the collector's key
+            self.session.auth = (write_key, "")
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -99,6 +103,11 @@ class CollectorProcess:
     def _stderr_text(self) -> str:
         self._stderr.seek(0)
         return self._stderr.read().decode("utf-8", "replace")[-4000:]
+
+    def stderr_text(self) -> str:
+        """What the collector wrote to stderr so far (the last 4000 characters); read it
+        before :meth:`stop`, which closes the file."""
+        return self._stderr_text()
 
     def _kill(self) -> None:
         if self.process.poll() is None:
