@@ -178,6 +178,8 @@ class Client:
             raise ValidationError("write_key is required (or pass send=False)")
         if write_key is not None and not isinstance(write_key, str):
             raise ValidationError(f"write_key must be a string, got {type(write_key).__name__}")
+        if not on_error:  # analytics-python's rule: a falsy on_error (False, "") means none
+            on_error = None
         if on_error is not None and not callable(on_error):
             raise ValidationError("on_error must be callable")
         _check_number("max_queue_size", max_queue_size, 1, integer=True)
@@ -201,6 +203,17 @@ class Client:
         self.send = send
         self.sync_mode = sync_mode
         self.gzip = gzip
+        # The options as given, readable as in analytics-python (changing one later has no
+        # effect there either). The OAuth private key is not kept on the client.
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.proxies = proxies
+        self.max_queue_size = max_queue_size
+        self.upload_size = upload_size
+        self.upload_interval = upload_interval
+        self.thread = thread
+        self.log_handler = log_handler
+        self.persist = persist
         self._reporter = _ErrorReporter(on_error)
         self._link = _ReporterLink(self._reporter)
         self.shutdown_timeout = shutdown_timeout
