@@ -373,13 +373,9 @@ JSONL_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("content", "expected", "reasons"),
-    [case[1:] for case in JSONL_CASES],
-    ids=[case[0] for case in JSONL_CASES],
-)
-def test_jsonl_lines(tmp_path, content, expected, reasons):
-    outcome = import_file(write(tmp_path, "events.jsonl", content))
+def assert_counted(outcome, expected, reasons) -> None:
+    """(imported, rejected, blank) as ``expected``, nothing failed, the summary adds up, and
+    each rejected line (by number) has a reason containing ``reasons[number]``."""
     assert (outcome.imported, outcome.rejected, outcome.blank) == expected, outcome.stdout
     assert outcome.failed == 0
     assert_adds_up(outcome)
@@ -387,6 +383,16 @@ def test_jsonl_lines(tmp_path, content, expected, reasons):
     assert set(outcome.reasons()) == set(reasons)
     for number, reason in reasons.items():
         assert reason in outcome.reasons()[number]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected", "reasons"),
+    [case[1:] for case in JSONL_CASES],
+    ids=[case[0] for case in JSONL_CASES],
+)
+def test_jsonl_lines(tmp_path, content, expected, reasons):
+    outcome = import_file(write(tmp_path, "events.jsonl", content))
+    assert_counted(outcome, expected, reasons)
     if expected[2]:
         assert f"({expected[2]} blank line(s) skipped)" in outcome.stdout
 
@@ -554,13 +560,7 @@ CSV_CASES = [
 )
 def test_csv_rows(tmp_path, content, expected, reasons):
     outcome = import_file(write(tmp_path, "people.csv", content))
-    assert (outcome.imported, outcome.rejected, outcome.blank) == expected, outcome.stdout
-    assert outcome.failed == 0
-    assert_adds_up(outcome)
-    assert len(outcome.messages) == outcome.imported
-    assert set(outcome.reasons()) == set(reasons)
-    for number, reason in reasons.items():
-        assert reason in outcome.reasons()[number]
+    assert_counted(outcome, expected, reasons)
 
 
 def test_csv_cells_merge_into_the_message(tmp_path):

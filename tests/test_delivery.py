@@ -34,6 +34,7 @@ from analytics_core import (
 from analytics_core.collector.access import write_key_fingerprint as fingerprint
 from analytics_core.transport import RetryPolicy
 from analytics_core.version import VERSION
+from tests.support.forking import wait_child
 
 ROOT = Path(__file__).resolve().parents[1]
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -459,18 +460,6 @@ def test_flush_after_join_restarts_delivery(collector, make_client):
     assert {event["event"] for event in collector.events()} == {"Before join", "After join"}
 
 
-def _wait_child(pid, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.02)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    raise AssertionError("the forked child did not finish")
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_flush_in_a_forked_child(collector, make_client):
@@ -494,7 +483,7 @@ def test_flush_in_a_forked_child(collector, make_client):
         finally:
             os._exit(code)
 
-    assert _wait_child(pid) == 0
+    assert wait_child(pid, 20.0) == 0
     (child_event,) = collector.events(user_id="child")
     assert child_event["event"] == "In child"
     assert collector.events(user_id="parent") == []  # the child did not send the parent's queue

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from analytics_core import Client
+from tests.support.forking import wait_child
 
 pytestmark = [
     pytest.mark.analytics_send,
@@ -83,18 +84,6 @@ def token_server():
     server.server_close()
 
 
-def _wait_child(pid, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.02)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    raise AssertionError("the forked child did not finish")
-
-
 def test_fork_during_a_token_fetch(collector, token_server, private_key):
     client = Client(
         "key",
@@ -131,7 +120,7 @@ def test_fork_during_a_token_fetch(collector, token_server, private_key):
         finally:
             os._exit(code)
     os.close(write)
-    assert _wait_child(pid) == 0
+    assert wait_child(pid, 30.0) == 0
     with os.fdopen(read) as pipe:
         facts = json.loads(pipe.read())
     assert facts["flushed"] is True, facts  # was False after all 8 s

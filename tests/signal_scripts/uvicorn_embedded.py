@@ -10,13 +10,11 @@ thread blocks and how a subprocess it starts reacts to ``terminate()``, and exit
 """
 
 import signal
-import subprocess
 import sys
-import time
 
 import uvicorn
 
-from tests.signal_scripts.stopped import blocked_in_main_thread, say
+from tests.signal_scripts.stopped import say, terminate_a_child
 
 
 def main(port: int, own_handler: bool) -> None:
@@ -32,16 +30,7 @@ def main(port: int, own_handler: bool) -> None:
     )
     uvicorn.Server(config).run()
     say("uvicorn returned", received)
-    say("blocked", blocked_in_main_thread())
-    started = time.monotonic()
-    child = subprocess.Popen(["sleep", "30"])
-    child.terminate()
-    try:
-        child.wait(5)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
-    say("child", child.returncode, f"{time.monotonic() - started:.3f}")
+    terminate_a_child()
 
 
 if __name__ == "__main__":
