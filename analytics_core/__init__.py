@@ -20,7 +20,14 @@ from .client import (
     Client,
 )
 from .context import current_request_context, set_user_id
-from .errors import APIError, MessageTooLargeError, OAuthError, QueueFullError, ValidationError
+from .errors import (
+    APIError,
+    MessageTooLargeError,
+    OAuthError,
+    QueueFullError,
+    UnknownArgumentError,
+    ValidationError,
+)
 from .version import VERSION
 
 __version__ = VERSION
@@ -32,6 +39,7 @@ __all__ = [
     "APIError",
     "OAuthError",
     "ValidationError",
+    "UnknownArgumentError",
     "QueueFullError",
     "MessageTooLargeError",
     "default_client",
@@ -86,6 +94,11 @@ def _client() -> Client:
     request = current_request_context()
     if request is not None and request.client is not None:
         return request.client
+    return _default()
+
+
+def _default() -> Client:
+    """``default_client``, built from the module-level settings the first time."""
     global default_client
     if default_client is None:
         default_client = Client(
@@ -147,18 +160,29 @@ def alias(*args: Any, **kwargs: Any):
     return _client().alias(*args, **kwargs)
 
 
+def _configured_client() -> Optional[Client]:
+    """``default_client`` for ``flush``/``join``/``shutdown``. As in analytics-python they build
+    it from the settings when there is none yet; with no ``write_key`` set (and ``send`` on)
+    there is nothing to build and nothing to deliver."""
+    if default_client is None and (write_key or not send):
+        return _default()
+    return default_client
+
+
 def flush(timeout: Optional[float] = None) -> bool:
     """Block until the default client (or, inside a request, the integration's client)
-    delivered everything queued; a no-op if it was never used."""
+    delivered everything queued."""
     request = current_request_context()
     if request is not None and request.client is not None:
         return request.client.flush(timeout)
-    return True if default_client is None else default_client.flush(timeout)
+    client = _configured_client()
+    return True if client is None else client.flush(timeout)
 
 
 def join(timeout: Optional[float] = None) -> bool:
     """Deliver what the default client queued and stop its uploader thread(s)."""
-    return True if default_client is None else default_client.join(timeout)
+    client = _configured_client()
+    return True if client is None else client.join(timeout)
 
 
 def shutdown(timeout: Optional[float] = None) -> bool:

@@ -16,6 +16,7 @@ from .encoding import MAX_MESSAGE_BYTES, decode_message, encode_message
 from .errors import MessageTooLargeError, QueueFullError, ValidationError
 from .messages import (
     Message,
+    add_absent_keys,
     base_message,
     dict_field,
     optional_text,
@@ -24,6 +25,7 @@ from .messages import (
     required_id,
 )
 from .pipeline import Pipeline, without_tracebacks
+from .queue_view import QueueView
 from .transport import RetryPolicy, Transport
 from .version import VERSION
 
@@ -102,7 +104,7 @@ class _ErrorReporter:
     def batch_failed(self, error: BaseException, batch: List[bytes]) -> None:
         """A batch was not delivered: hand its messages to ``on_error``."""
         if self.on_error is not None:
-            self.call(error, [decode_message(item) for item in batch])
+            self.call(error, [add_absent_keys(decode_message(item)) for item in batch])
 
     def call(self, error: BaseException, items: List[Dict[str, Any]]) -> None:
         """``on_error(error, items)``; what the handler raises is logged, never passed on."""
@@ -297,6 +299,12 @@ class Client:
     @on_error.setter
     def on_error(self, handler: Optional[ErrorHandler]) -> None:
         self._reporter.on_error = handler
+
+    @property
+    def queue(self) -> QueueView:
+        """The queue's size, as analytics-python's ``client.queue`` shows it: ``qsize()``,
+        ``empty()``, ``full()``, ``maxsize`` (read-only)."""
+        return QueueView(self.pipeline)
 
     def __enter__(self) -> "Client":
         return self
@@ -609,6 +617,7 @@ class Client:
 
     def _enqueue(self, message: Message) -> Result:
         data = encode_message(message)
+        add_absent_keys(message)
         if len(data) >= MAX_MESSAGE_BYTES:
             error = MessageTooLargeError(
                 f"{message['type']} message {message['messageId']} is {len(data)} bytes encoded; "

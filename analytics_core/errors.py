@@ -3,8 +3,17 @@
 from typing import Optional
 
 
-class ValidationError(ValueError):
-    """A call was made with bad arguments; the message names the offending field."""
+class ValidationError(ValueError, AssertionError):
+    """A call was made with bad arguments; the message names the offending field.
+
+    A ``ValueError``, and also an ``AssertionError``: analytics-python checks its arguments with
+    ``assert``-style checks, so code written for it catches ``AssertionError``.
+    """
+
+
+class UnknownArgumentError(ValidationError, TypeError):
+    """A call got a keyword it does not take. Also a ``TypeError``, as Python raises for an
+    unexpected keyword (and analytics-python therefore does)."""
 
 
 class APIError(Exception):

@@ -5,15 +5,23 @@ naming the field) and returns a plain dict in wire form; encoding happens afterw
 """
 
 import datetime as _dt
+import logging
 import numbers
 from collections.abc import Mapping
 from typing import Any, Dict, Optional
 
 from .encoding import iso_datetime
-from .errors import ValidationError
+from .errors import UnknownArgumentError, ValidationError
 from .ids import new_message_id, now_iso
 
 Message = Dict[str, Any]
+
+logger = logging.getLogger("segment")
+
+LOCAL_NOW_WINDOW = 5.0
+"""A naive ``timestamp`` this close to the local clock (seconds) is taken as local time."""
+
+_warned_naive = False
 
 
 def _require_dict(field: str, value: Any) -> Optional[Dict[str, Any]]:
@@ -52,6 +60,8 @@ def _timestamp_text(value: Any) -> str:
         return now_iso()
     if isinstance(value, _dt.datetime):
         try:
+            if value.tzinfo is None:
+                value = _guess_zone(value)
             return iso_datetime(value)
         except Exception as exc:  # its tzinfo raised, or gave an offset beyond 24 hours
             raise ValidationError(
@@ -62,6 +72,27 @@ def _timestamp_text(value: Any) -> str:
     if isinstance(value, str):
         return _parse_timestamp(value)
     raise ValidationError(f"timestamp must be a datetime, got {type(value).__name__}")
+
+
+def _guess_zone(value: _dt.datetime) -> _dt.datetime:
+    """A naive datetime made aware as analytics-python guesses: within a few seconds of the
+    local clock it is ``datetime.now()`` (local time), anything else is taken as UTC.
+
+    ``datetime.now()`` is the commonest naive timestamp; sent as UTC it would be off by the
+    host's offset (8 hours early on UTC-8). One warning per process points at the fix.
+    """
+    global _warned_naive
+    if not _warned_naive:
+        _warned_naive = True
+        logger.warning(
+            "analytics: a timestamp is a naive datetime (no tzinfo); it is taken as local time "
+            "when within %g s of datetime.now(), else as UTC. Pass an aware datetime, such as "
+            "datetime.now(timezone.utc), to say which.",
+            LOCAL_NOW_WINDOW,
+        )
+    if abs((_dt.datetime.now() - value).total_seconds()) < LOCAL_NOW_WINDOW:
+        return value.astimezone()  # the host's zone, with its offset at that moment
+    return value.replace(tzinfo=_dt.timezone.utc)
 
 
 def _parse_timestamp(text: str) -> str:
@@ -88,7 +119,7 @@ def _message_id_text(value: Any) -> str:
 def _reject_unknown(call: str, unexpected: Mapping[str, Any]) -> None:
     if unexpected:
         names = ", ".join(sorted(unexpected))
-        raise ValidationError(f"{call}() got unknown argument(s): {names}")
+        raise UnknownArgumentError(f"{call}() got unknown argument(s): {names}")
 
 
 def base_message(
@@ -166,3 +197,23 @@ def dict_field(field: str, value: Any) -> Dict[str, Any]:
 
 
 reject_unknown = _reject_unknown
+
+# The keys analytics-python's messages always have, None when not given. The wire leaves them
+# out (Segment reads a missing key as null); the message a call returns and the items
+# ``on_error`` gets have them, so code written for analytics-python that reads
+# ``track(...)[1]["anonymousId"]`` or ``item["userId"]`` keeps working.
+_KEYS_AS_NONE = {
+    "identify": ("userId", "anonymousId"),
+    "track": ("userId", "anonymousId"),
+    "page": ("userId", "anonymousId", "name", "category"),
+    "screen": ("userId", "anonymousId", "name", "category"),
+    "group": ("userId", "anonymousId"),
+}
+
+
+def add_absent_keys(message: Message) -> Message:
+    """``message`` with analytics-python's always-present keys set to None where absent."""
+    for key in _KEYS_AS_NONE.get(message.get("type"), ()):  # type: ignore[arg-type]
+        if key not in message:
+            message[key] = None
+    return message

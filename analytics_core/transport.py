@@ -39,6 +39,7 @@ from .keepalive import (
     ResponseTooLarge,
     origin_and_target,
 )
+from .requests_hooks import answer_of_double, poster, requests_patched
 from .version import VERSION
 
 logger = logging.getLogger("segment")
@@ -192,22 +193,6 @@ def _gzip(body: bytes) -> bytes:
 
 _ONE_CALL_GZIP = sys.version_info >= (3, 11)  # zlib.compress() takes wbits from 3.11 on
 
-# Where test libraries hook into requests: responses patches HTTPAdapter.send, requests-mock
-# Session.get_adapter. While one is active, posts go through requests so that it sees them.
-_HOOK_POINTS = (
-    (requests.adapters.HTTPAdapter, "send"),
-    (requests.Session, "send"),
-    (requests.Session, "get_adapter"),
-)
-
-
-def _requests_hooked() -> bool:
-    """Whether something replaced requests' own sending code (checked on every POST)."""
-    for owner, name in _HOOK_POINTS:
-        if not getattr(getattr(owner, name), "__module__", "").startswith("requests."):
-            return True
-    return False
-
 
 class Transport:
     """Sends batch bodies to the tracking API over one keep-alive connection per thread."""
@@ -256,10 +241,11 @@ class Transport:
         direct = getattr(local, "direct", False)
         if direct is False or (direct is not None and direct._aborted):
             direct = local.direct = self._new_direct_session()
-        if direct is not None and not _requests_hooked():
+        if direct is not None and not requests_patched():
             return direct
         session = getattr(local, "session", None)
-        if session is None:
+        if session is None or type(session) is not requests.Session:
+            # (a test may have replaced requests.Session since this thread made its session)
             session = local.session = self._new_session()
         return session
 
@@ -271,7 +257,7 @@ class Transport:
         """
         settings = getattr(self._local, "settings", None)
         if settings is None:
-            merged = requests.Session().merge_environment_settings(
+            merged = requests.sessions.Session().merge_environment_settings(
                 self.url, self._proxies or {}, None, None, None
             )
             settings = (merged.get("proxies") or {}, merged.get("verify", True))
@@ -364,10 +350,12 @@ class Transport:
         headers, data = self._headers_and_data(body)
         error: Optional[BaseException] = None
         try:
-            response = session.post(
-                self.url, data=data, headers=headers, timeout=timeout, stream=True
-            )
-            read_answer(response, self.max_answer)
+            post = poster() or session.post
+            response = post(self.url, data=data, headers=headers, timeout=timeout, stream=True)
+            if isinstance(response, requests.Response):
+                read_answer(response, self.max_answer)
+            else:  # a test's double answered (a patched requests)
+                response = answer_of_double(response)
         except requests.RequestException as exc:
             error = scrubbed(exc, self._secrets + (headers.get("Authorization", ""),))
         if error is not None:

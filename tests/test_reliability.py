@@ -59,6 +59,12 @@ def wire(event):
     return {key: value for key, value in event.items() if key not in STORE_FIELDS}
 
 
+def sent_part(message):
+    """A returned message without the keys returned as None for analytics-python's sake
+    (``anonymousId``...), which are not sent."""
+    return {key: value for key, value in message.items() if value is not None}
+
+
 def copies_by_message_id(events):
     result = {}
     for event in events:
@@ -97,7 +103,7 @@ def test_500s_for_a_while_then_every_event_arrives_exactly_once(collector, clien
     assert len(stored) == 300
     assert set(copies) == {message["messageId"] for message in sent}
     assert all(len(events) == 1 for events in copies.values())
-    assert all(wire(copies[message["messageId"]][0]) == message for message in sent)
+    assert all(wire(copies[message["messageId"]][0]) == sent_part(message) for message in sent)
     stats = collector.stats()
     assert stats["requests"] - stats["batches"] == 5  # the five 500s, answered and not stored
     assert stats["batches"] >= 300 // 20
@@ -121,7 +127,7 @@ def test_an_answer_lost_after_storing_duplicates_only_under_the_same_message_id(
     assert counts == {2: 10, 1: 20}  # the first batch twice, the others once
     for message in sent:
         # Every copy is the message as sent: a duplicate is a resend, never a different event.
-        assert all(wire(event) == message for event in copies[message["messageId"]])
+        assert all(wire(event) == sent_part(message) for event in copies[message["messageId"]])
     twice = {message_id for message_id, events in copies.items() if len(events) == 2}
     assert twice == {message["messageId"] for message in sent[:10]}
     counters = client.stats()
