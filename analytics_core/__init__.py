@@ -10,6 +10,7 @@ Use it as Segment's analytics-python is used::
 The module-level settings below are read once, when the first call builds ``default_client``.
 """
 
+import logging
 from typing import Any, Dict, Optional
 
 from .client import (
@@ -18,6 +19,12 @@ from .client import (
     DEFAULT_ON_FULL_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,
     Client,
+    ErrorHandler,
+    Fields,
+    IdValue,
+    MessageIdValue,
+    Result,
+    Timestamp,
 )
 from .context import current_request_context, set_user_id
 from .errors import (
@@ -58,18 +65,18 @@ __all__ = [
 # Module-level settings, the same names and defaults as Segment's analytics-python.
 write_key: Optional[str] = None
 host: Optional[str] = None
-on_error = None
+on_error: Optional[ErrorHandler] = None
 debug = False
-log_handler = None
+log_handler: Optional[logging.Handler] = None
 send = True
 sync_mode = False
 max_queue_size = 10000
 gzip = False
-timeout = 15
+timeout: float = 15
 max_retries = 10
 proxies: Optional[Dict[str, str]] = None
 upload_size = 100
-upload_interval = 0.5
+upload_interval: float = 0.5
 thread = 1
 oauth_client_id: Optional[str] = None
 oauth_client_key: Optional[str] = None
@@ -79,9 +86,9 @@ oauth_scope = DEFAULT_OAUTH_SCOPE
 # Ours, beyond analytics-python's: the bound of the delivery at exit (seconds, all clients
 # together), what a full queue does ("drop" or "block" for up to on_full_timeout seconds), and
 # the durable spool's path (None: memory only).
-shutdown_timeout = DEFAULT_SHUTDOWN_TIMEOUT
+shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
 on_full = "drop"
-on_full_timeout = DEFAULT_ON_FULL_TIMEOUT
+on_full_timeout: float = DEFAULT_ON_FULL_TIMEOUT
 persist: Optional[str] = None
 
 default_client: Optional[Client] = None
@@ -130,34 +137,139 @@ def _default() -> Client:
     return default_client
 
 
-def identify(*args: Any, **kwargs: Any):
+def identify(
+    user_id: Optional[IdValue] = None,
+    traits: Optional[Fields] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    anonymous_id: Optional[IdValue] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[MessageIdValue] = None,
+    **unexpected: Any,
+) -> Result:
     """Identify a user on the default client (see :meth:`Client.identify`)."""
-    return _client().identify(*args, **kwargs)
+    return _client().identify(
+        user_id, traits, context, timestamp, anonymous_id, integrations, message_id, **unexpected
+    )
 
 
-def track(*args: Any, **kwargs: Any):
+def track(
+    user_id: Optional[IdValue] = None,
+    event: Optional[str] = None,
+    properties: Optional[Fields] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    anonymous_id: Optional[IdValue] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[MessageIdValue] = None,
+    **unexpected: Any,
+) -> Result:
     """Track an event on the default client (see :meth:`Client.track`)."""
-    return _client().track(*args, **kwargs)
+    return _client().track(
+        user_id,
+        event,
+        properties,
+        context,
+        timestamp,
+        anonymous_id,
+        integrations,
+        message_id,
+        **unexpected,
+    )
 
 
-def page(*args: Any, **kwargs: Any):
+def page(
+    user_id: Optional[IdValue] = None,
+    category: Optional[str] = None,
+    name: Optional[str] = None,
+    properties: Optional[Fields] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    anonymous_id: Optional[IdValue] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[MessageIdValue] = None,
+    **unexpected: Any,
+) -> Result:
     """Record a page view on the default client (see :meth:`Client.page`)."""
-    return _client().page(*args, **kwargs)
+    return _client().page(
+        user_id,
+        category,
+        name,
+        properties,
+        context,
+        timestamp,
+        anonymous_id,
+        integrations,
+        message_id,
+        **unexpected,
+    )
 
 
-def screen(*args: Any, **kwargs: Any):
+def screen(
+    user_id: Optional[IdValue] = None,
+    category: Optional[str] = None,
+    name: Optional[str] = None,
+    properties: Optional[Fields] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    anonymous_id: Optional[IdValue] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[MessageIdValue] = None,
+    **unexpected: Any,
+) -> Result:
     """Record a screen view on the default client (see :meth:`Client.screen`)."""
-    return _client().screen(*args, **kwargs)
+    return _client().screen(
+        user_id,
+        category,
+        name,
+        properties,
+        context,
+        timestamp,
+        anonymous_id,
+        integrations,
+        message_id,
+        **unexpected,
+    )
 
 
-def group(*args: Any, **kwargs: Any):
+def group(
+    user_id: Optional[IdValue] = None,
+    group_id: Optional[IdValue] = None,
+    traits: Optional[Fields] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    anonymous_id: Optional[IdValue] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[MessageIdValue] = None,
+    **unexpected: Any,
+) -> Result:
     """Associate a user with a group on the default client (see :meth:`Client.group`)."""
-    return _client().group(*args, **kwargs)
+    return _client().group(
+        user_id,
+        group_id,
+        traits,
+        context,
+        timestamp,
+        anonymous_id,
+        integrations,
+        message_id,
+        **unexpected,
+    )
 
 
-def alias(*args: Any, **kwargs: Any):
+def alias(
+    previous_id: Optional[IdValue] = None,
+    user_id: Optional[IdValue] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[MessageIdValue] = None,
+    **unexpected: Any,
+) -> Result:
     """Alias one user id to another on the default client (see :meth:`Client.alias`)."""
-    return _client().alias(*args, **kwargs)
+    return _client().alias(
+        previous_id, user_id, context, timestamp, integrations, message_id, **unexpected
+    )
 
 
 def _configured_client() -> Optional[Client]:

@@ -1,5 +1,6 @@
 """Client: the six Segment calls -> a validated message, encoded once -> the pipeline."""
 
+import datetime
 import logging
 import math
 import numbers
@@ -8,7 +9,7 @@ import threading
 import time
 import weakref
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
 
 from . import capture, lifecycle
 from .context import current_request_context, merge_context, request_ids
@@ -39,7 +40,16 @@ DEFAULT_ON_FULL_TIMEOUT = 10.0
 ON_FULL_POLICIES = ("drop", "block")
 
 ErrorHandler = Callable[[BaseException, List[Dict[str, Any]]], None]
+"""``on_error(error, items)``: the exception and the messages it concerns."""
 Result = Tuple[bool, Message]
+"""What each call returns: (accepted, the message as built)."""
+IdValue = Union[str, int, float]
+"""A user, anonymous, group or previous id: a string, or a number (sent as its text)."""
+MessageIdValue = Union[str, int]
+Fields = Mapping[str, Any]
+"""traits, properties, context, integrations: a dict (any mapping) of JSON-able values."""
+Timestamp = Union[datetime.datetime, datetime.date, str]
+"""An aware datetime (a naive one: see DESIGN.md), a date, or an ISO-8601 string."""
 
 
 def configure_logging(debug: bool, log_handler: Optional[logging.Handler]) -> None:
@@ -322,14 +332,14 @@ class Client:
 
     def identify(
         self,
-        user_id=None,
-        traits=None,
-        context=None,
-        timestamp=None,
-        anonymous_id=None,
-        integrations=None,
-        message_id=None,
-        **unexpected,
+        user_id: Optional[IdValue] = None,
+        traits: Optional[Fields] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        anonymous_id: Optional[IdValue] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[MessageIdValue] = None,
+        **unexpected: Any,
     ) -> Result:
         """Tie a user to their actions and record traits about them.
 
@@ -352,15 +362,15 @@ class Client:
 
     def track(
         self,
-        user_id=None,
-        event=None,
-        properties=None,
-        context=None,
-        timestamp=None,
-        anonymous_id=None,
-        integrations=None,
-        message_id=None,
-        **unexpected,
+        user_id: Optional[IdValue] = None,
+        event: Optional[str] = None,
+        properties: Optional[Fields] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        anonymous_id: Optional[IdValue] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[MessageIdValue] = None,
+        **unexpected: Any,
     ) -> Result:
         """Record an action the user performed."""
         try:
@@ -381,16 +391,16 @@ class Client:
 
     def page(
         self,
-        user_id=None,
-        category=None,
-        name=None,
-        properties=None,
-        context=None,
-        timestamp=None,
-        anonymous_id=None,
-        integrations=None,
-        message_id=None,
-        **unexpected,
+        user_id: Optional[IdValue] = None,
+        category: Optional[str] = None,
+        name: Optional[str] = None,
+        properties: Optional[Fields] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        anonymous_id: Optional[IdValue] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[MessageIdValue] = None,
+        **unexpected: Any,
     ) -> Result:
         """Record a page view of a website."""
         try:
@@ -412,16 +422,16 @@ class Client:
 
     def screen(
         self,
-        user_id=None,
-        category=None,
-        name=None,
-        properties=None,
-        context=None,
-        timestamp=None,
-        anonymous_id=None,
-        integrations=None,
-        message_id=None,
-        **unexpected,
+        user_id: Optional[IdValue] = None,
+        category: Optional[str] = None,
+        name: Optional[str] = None,
+        properties: Optional[Fields] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        anonymous_id: Optional[IdValue] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[MessageIdValue] = None,
+        **unexpected: Any,
     ) -> Result:
         """Record a screen view of a mobile app."""
         try:
@@ -443,15 +453,15 @@ class Client:
 
     def group(
         self,
-        user_id=None,
-        group_id=None,
-        traits=None,
-        context=None,
-        timestamp=None,
-        anonymous_id=None,
-        integrations=None,
-        message_id=None,
-        **unexpected,
+        user_id: Optional[IdValue] = None,
+        group_id: Optional[IdValue] = None,
+        traits: Optional[Fields] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        anonymous_id: Optional[IdValue] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[MessageIdValue] = None,
+        **unexpected: Any,
     ) -> Result:
         """Associate a user with a group (an account, company, organisation)."""
         try:
@@ -468,13 +478,13 @@ class Client:
 
     def alias(
         self,
-        previous_id=None,
-        user_id=None,
-        context=None,
-        timestamp=None,
-        integrations=None,
-        message_id=None,
-        **unexpected,
+        previous_id: Optional[IdValue] = None,
+        user_id: Optional[IdValue] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[MessageIdValue] = None,
+        **unexpected: Any,
     ) -> Result:
         """Merge two user identities: ``previous_id`` becomes ``user_id``."""
         try:
