@@ -55,9 +55,10 @@ def _default(value: Any) -> Any:
         return bytes(value).decode("utf-8", "replace")
     if isinstance(value, enum.Enum):
         return value.value
-    if isinstance(value, _dt.datetime):
-        return iso_datetime(value)
-    if isinstance(value, (_dt.date, _dt.time)):
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        # A naive datetime is written as given, without an offset, as analytics-python writes
+        # it: which zone it meant is the caller's to say (DESIGN.md's local-or-UTC guess is
+        # for the message's own timestamp only).
         return value.isoformat()
     if isinstance(value, uuid.UUID):
         return str(value)
@@ -76,7 +77,8 @@ def _decimal_to_float(value: decimal.Decimal) -> Any:
 
 
 def iso_datetime(value: _dt.datetime) -> str:
-    """ISO-8601 with an offset; naive datetimes are taken to be UTC (as DESIGN.md says)."""
+    """ISO-8601 with an offset, for a message's ``timestamp``; naive is taken to be UTC here
+    (the caller has already read a naive ``datetime.now()`` as local time)."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=_UTC)
     return value.isoformat()
@@ -85,9 +87,7 @@ def iso_datetime(value: _dt.datetime) -> str:
 # Datetime values come to _orjson_default instead of orjson's own code: orjson crashes the
 # process (a segfault, orjson 3.13) on a datetime whose tzinfo.utcoffset() raises, and writes
 # "+00:00" for an offset it cannot use. It still writes those whose tzinfo cannot misbehave.
-_ORJSON_OPTIONS = (
-    _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_NAIVE_UTC if _orjson is not None else 0
-)
+_ORJSON_OPTIONS = _orjson.OPT_PASSTHROUGH_DATETIME if _orjson is not None else 0
 _PLAIN_TZINFO = (type(None), _dt.timezone, zoneinfo.ZoneInfo)
 
 
@@ -95,7 +95,7 @@ def _orjson_default(value: Any) -> Any:
     if type(value) is _dt.datetime and type(value.tzinfo) in _PLAIN_TZINFO:
         # A fraction of isoformat()'s cost; any other tzinfo runs its code in Python, where
         # an exception can be handled.
-        return _orjson.Fragment(_orjson.dumps(value, option=_orjson.OPT_NAIVE_UTC))
+        return _orjson.Fragment(_orjson.dumps(value))
     return _default(value)
 
 

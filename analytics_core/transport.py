@@ -364,6 +364,10 @@ class Transport:
 
     def _headers_and_data(self, body: bytes) -> "Tuple[Dict[str, str], bytes]":
         headers = self._headers()
+        retry_count = getattr(self._local, "retry_count", 0)
+        if retry_count:
+            # Which try this is, as analytics-python tells the tracking API since 2.3.
+            headers["X-Retry-Count"] = str(retry_count)
         if self.gzip:
             body = _gzip(body)
             headers["Content-Encoding"] = "gzip"
@@ -390,6 +394,7 @@ class Transport:
             self._retry(body, self._attempt(body), on_retry, deadline)
         finally:
             local.deadline = None
+            local.retry_count = 0
 
     def _retry(
         self,
@@ -419,6 +424,7 @@ class Transport:
             logger.debug("analytics: retry %d in %.2fs after %s", attempt, wait, error)
             if stop.wait(wait):  # a shutdown gave up on this batch: it is reported
                 raise error
+            self._local.retry_count = attempt
             error, wait = self._attempt(body, may_refresh)
 
     def _attempt(

@@ -205,6 +205,21 @@ def test_500_then_200_is_delivered_on_the_second_try():
 
 
 @responses.activate
+def test_each_retry_says_which_try_it_is_as_analytics_python_does():
+    for status in (500, 503):
+        responses.add(responses.POST, URL, status=status)
+    responses.add(responses.POST, URL, json={})
+    transport = make_transport()
+    transport.send(body_of({"type": "track"}))
+    sent = [call.request.headers.get("X-Retry-Count") for call in responses.calls]
+    assert sent == [None, "1", "2"]
+    # The next batch starts again from its first try.
+    responses.add(responses.POST, URL, json={})
+    transport.send(body_of({"type": "track"}))
+    assert "X-Retry-Count" not in responses.calls[3].request.headers
+
+
+@responses.activate
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
 def test_retryable_statuses(status):
     responses.add(responses.POST, URL, status=status, body="busy")
