@@ -35,6 +35,7 @@ from .errors import (
     UnknownArgumentError,
     ValidationError,
 )
+from .transport import DEFAULT_MAX_RATE_LIMIT, DEFAULT_MAX_TOTAL_BACKOFF
 from .version import VERSION
 
 __version__ = VERSION
@@ -83,6 +84,10 @@ oauth_client_key: Optional[str] = None
 oauth_key_id: Optional[str] = None
 oauth_auth_server = DEFAULT_OAUTH_SERVER
 oauth_scope = DEFAULT_OAUTH_SCOPE
+# analytics-python 2.4's bounds on retrying a batch (seconds): from its first failure, and of
+# 429 answers in a row.
+max_total_backoff_duration: float = DEFAULT_MAX_TOTAL_BACKOFF
+max_rate_limit_duration: float = DEFAULT_MAX_RATE_LIMIT
 # Ours, beyond analytics-python's: the bound of the delivery at exit (seconds, all clients
 # together), what a full queue does ("drop" or "block" for up to on_full_timeout seconds), and
 # the durable spool's path (None: memory only).
@@ -129,6 +134,8 @@ def _default() -> Client:
             oauth_key_id=oauth_key_id,
             oauth_auth_server=oauth_auth_server,
             oauth_scope=oauth_scope,
+            max_total_backoff_duration=max_total_backoff_duration,
+            max_rate_limit_duration=max_rate_limit_duration,
             shutdown_timeout=shutdown_timeout,
             on_full=on_full,
             on_full_timeout=on_full_timeout,

@@ -27,7 +27,7 @@ from .messages import (
 )
 from .pipeline import Pipeline, without_tracebacks
 from .queue_view import QueueView
-from .transport import RetryPolicy, Transport
+from .transport import DEFAULT_MAX_RATE_LIMIT, DEFAULT_MAX_TOTAL_BACKOFF, RetryPolicy, Transport
 from .version import VERSION
 
 logger = logging.getLogger("segment")
@@ -158,6 +158,9 @@ class Client:
     Options and defaults mirror Segment's analytics-python ``Client``; see the README's table.
     """
 
+    log = logger
+    """The ``segment`` logger, where analytics-python's clients keep it."""
+
     def __init__(
         self,
         write_key: Optional[str] = None,
@@ -180,6 +183,8 @@ class Client:
         oauth_key_id: Optional[str] = None,
         oauth_auth_server: str = DEFAULT_OAUTH_SERVER,
         oauth_scope: str = DEFAULT_OAUTH_SCOPE,
+        max_total_backoff_duration: float = DEFAULT_MAX_TOTAL_BACKOFF,
+        max_rate_limit_duration: float = DEFAULT_MAX_RATE_LIMIT,
         *,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         on_full: str = "drop",
@@ -202,6 +207,8 @@ class Client:
         _check_number("timeout", timeout, 0)
         _check_number("shutdown_timeout", shutdown_timeout, 0)
         _check_number("on_full_timeout", on_full_timeout, 0)
+        _check_number("max_total_backoff_duration", max_total_backoff_duration, 0)
+        _check_number("max_rate_limit_duration", max_rate_limit_duration, 0)
         if on_full not in ON_FULL_POLICIES:
             raise ValidationError(f"on_full must be 'drop' or 'block', got {on_full!r}")
         if persist is not None and not isinstance(persist, (str, os.PathLike)):
@@ -226,6 +233,8 @@ class Client:
         self.thread = thread
         self.log_handler = log_handler
         self.persist = persist
+        self.max_total_backoff_duration = max_total_backoff_duration
+        self.max_rate_limit_duration = max_rate_limit_duration
         self._reporter = _ErrorReporter(on_error)
         self._link = _ReporterLink(self._reporter)
         self.shutdown_timeout = shutdown_timeout
@@ -253,7 +262,11 @@ class Client:
             host,
             gzip=gzip,
             timeout=timeout,
-            retry=RetryPolicy(max_retries=max_retries),
+            retry=RetryPolicy(
+                max_retries=max_retries,
+                max_total_backoff=max_total_backoff_duration,
+                max_rate_limit=max_rate_limit_duration,
+            ),
             proxies=proxies,
             token_provider=token_provider,
         )

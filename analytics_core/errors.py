@@ -1,6 +1,6 @@
 """Exceptions raised or reported by analytics_core."""
 
-from typing import Optional
+from typing import Any, Optional
 
 
 class ValidationError(ValueError, AssertionError):
@@ -20,14 +20,19 @@ class APIError(Exception):
     """The tracking API (or the OAuth token endpoint) answered with an error.
 
     ``status`` is the HTTP status, ``code`` the API's error code (or a short word of ours such as
-    ``"retries-exhausted"``) and ``message`` the API's explanation.
+    ``"retries-exhausted"``) and ``message`` the API's explanation. ``response`` is there for
+    code written for analytics-python; the errors this library raises leave it None, since a
+    response holds the request and with it the write key.
     """
 
-    def __init__(self, status: Optional[int], code: str, message: str) -> None:
+    def __init__(
+        self, status: Optional[int], code: str, message: str, response: Any = None
+    ) -> None:
         super().__init__(status, code, message)
         self.status = status
         self.code = code
         self.message = message
+        self.response = response
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message} (status {self.status})"

@@ -208,6 +208,7 @@ _KEYS_AS_NONE = {
     "page": ("userId", "anonymousId", "name", "category"),
     "screen": ("userId", "anonymousId", "name", "category"),
     "group": ("userId", "anonymousId"),
+    "alias": ("anonymousId",),
 }
 
 

@@ -58,13 +58,39 @@ _DIRECT_HEADERS = {
 }
 
 
-class RetryPolicy:
-    """Exponential backoff with full jitter: try ``max_retries + 1`` times in all."""
+DEFAULT_MAX_TOTAL_BACKOFF = 43200.0
+"""analytics-python's bound (seconds) on retrying one batch, from its first failure."""
+DEFAULT_MAX_RATE_LIMIT = 1800.0
+"""analytics-python's bound (seconds) on waiting out 429s for one batch."""
 
-    def __init__(self, max_retries: int = 10, base: float = 0.5, cap: float = 30.0) -> None:
+
+class RetryPolicy:
+    """Exponential backoff with full jitter: try ``max_retries + 1`` times in all, and retry
+    no later than ``max_total_backoff`` seconds after the first failure, nor after
+    ``max_rate_limit`` seconds of 429 answers in a row (analytics-python 2.4's
+    ``max_total_backoff_duration`` and ``max_rate_limit_duration``)."""
+
+    def __init__(
+        self,
+        max_retries: int = 10,
+        base: float = 0.5,
+        cap: float = 30.0,
+        max_total_backoff: float = DEFAULT_MAX_TOTAL_BACKOFF,
+        max_rate_limit: float = DEFAULT_MAX_RATE_LIMIT,
+    ) -> None:
         self.max_retries = max_retries
         self.base = base
         self.cap = cap
+        self.max_total_backoff = max_total_backoff
+        self.max_rate_limit = max_rate_limit
+
+    def allows(
+        self, now: float, wait: float, first_failure: float, rate_limited_since: Optional[float]
+    ) -> bool:
+        """Whether a retry ``wait`` seconds from ``now`` stays within both time budgets."""
+        if now + wait - first_failure > self.max_total_backoff:
+            return False
+        return rate_limited_since is None or now + wait - rate_limited_since <= self.max_rate_limit
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
@@ -409,6 +435,8 @@ class Transport:
         attempt = 0
         may_refresh = True
         stop = self.stop_event  # the one a shutdown sets, even if rearm() replaced it since
+        first_failure = time.monotonic()
+        rate_limited_since: Optional[float] = None
         while error is not None:
             if isinstance(error, APIError) and error.status in (401, 403):
                 may_refresh = False  # one fresh token per batch; a second refusal is final
@@ -417,7 +445,14 @@ class Transport:
                 raise error
             if wait < 0:
                 wait = self.retry.delay(attempt)
-            if deadline is not None and time.monotonic() + wait > deadline:
+            now = time.monotonic()
+            if isinstance(error, APIError) and error.status == 429:
+                rate_limited_since = now if rate_limited_since is None else rate_limited_since
+            else:
+                rate_limited_since = None
+            if not self.retry.allows(now, wait, first_failure, rate_limited_since):
+                raise error
+            if deadline is not None and now + wait > deadline:
                 raise error
             if on_retry is not None:
                 on_retry(attempt, error)

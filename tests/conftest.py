@@ -72,6 +72,8 @@ _MODULE_SETTINGS = [
     "oauth_key_id",
     "oauth_auth_server",
     "oauth_scope",
+    "max_total_backoff_duration",
+    "max_rate_limit_duration",
     "shutdown_timeout",
     "on_full",
     "on_full_timeout",

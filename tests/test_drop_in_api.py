@@ -2,10 +2,14 @@
 ``client.queue``, the module-level ``flush()``/``join()``/``shutdown()`` building
 ``default_client``, the exception types it catches, and the keys of the returned message."""
 
+import logging
+from unittest import mock
+
 import pytest
+import requests
 
 import analytics_core as analytics
-from analytics_core import Client, UnknownArgumentError, ValidationError
+from analytics_core import APIError, Client, UnknownArgumentError, ValidationError
 
 
 @pytest.fixture
@@ -84,7 +88,7 @@ ANALYTICS_PYTHON_KEYS = {
     "page": {"userId", "anonymousId", "name", "category", "properties"},
     "screen": {"userId", "anonymousId", "name", "category", "properties"},
     "group": {"userId", "anonymousId", "groupId", "traits"},
-    "alias": {"userId", "previousId"},
+    "alias": {"userId", "anonymousId", "previousId"},
 }
 COMMON_KEYS = {"type", "messageId", "timestamp", "context", "integrations"}
 
@@ -105,3 +109,87 @@ def test_the_returned_message_has_analytics_pythons_keys(kind, analytics_events)
     assert set(message) == ANALYTICS_PYTHON_KEYS[kind] | COMMON_KEYS
     (sent,) = analytics_events  # the wire leaves the Nones out
     assert sent == {key: value for key, value in message.items() if value is not None}
+
+
+# -- found by running analytics-python 2.4's own test suite against this project ---------------
+
+
+def test_the_client_has_analytics_pythons_log_attribute(caplog):
+    client = Client("k", send=False)
+    assert client.log is Client.log
+    assert client.log.name == "segment"
+    with caplog.at_level(logging.INFO, logger="segment"):
+        client.log.info("from user code")
+    assert [r.getMessage() for r in caplog.records] == ["from user code"]
+
+
+def test_api_error_takes_and_keeps_a_response_as_in_analytics_python():
+    error = APIError(429, "rate_limit", "Too Many Requests", None)
+    assert (error.status, error.code, error.message, error.response) == (
+        429,
+        "rate_limit",
+        "Too Many Requests",
+        None,
+    )
+    assert APIError(500, "c", "m").response is None
+    marker = object()
+    assert APIError(400, "c", "m", marker).response is marker
+    assert APIError(400, "c", "m", response=marker).response is marker
+
+
+@pytest.mark.parametrize("name", ["max_total_backoff_duration", "max_rate_limit_duration"])
+def test_analytics_pythons_retry_bounds_are_options(name):
+    client = Client("k", send=False, **{name: 60})
+    assert getattr(client, name) == 60
+    for bad in (None, -1, float("nan")):
+        with pytest.raises(ValueError, match=name):
+            Client("k", send=False, **{name: bad})
+    # Positionally too, where analytics-python's signature has them (after oauth_scope).
+    positional = Client("k", None, False, 10000, False, None, False, 10, False, 15, None, 1, 100,
+                        0.5, None, None, None, None, "https://oauth2.segment.io",
+                        "tracking_api:write", 11, 22)  # fmt: skip
+    assert (positional.max_total_backoff_duration, positional.max_rate_limit_duration) == (11, 22)
+    assert positional.transport.retry.max_total_backoff == 11
+    assert positional.transport.retry.max_rate_limit == 22
+
+
+def test_oauth_through_a_test_that_replaced_session_post(rsa_private_pem, collector):
+    # Segment's OAuth integration tests answer with a plain object of their own, not a Response.
+    class Answer:
+        status_code = 200
+        headers = {}
+
+        def json(self):
+            return {"access_token": "t0k3n", "expires_in": 3600}
+
+    reports = []
+    with mock.patch.object(requests.Session, "post", return_value=Answer()) as post:
+        client = Client(
+            "oauth-key",
+            host=collector.url,
+            oauth_client_id="id",
+            oauth_client_key=rsa_private_pem,
+            oauth_key_id="kid",
+            on_error=lambda error, items: reports.append(error),
+        )
+        client.track("u", "With OAuth")
+        assert client.flush(timeout=10)
+        client.shutdown(timeout=2)
+    assert reports == []
+    urls = [call.args[0] for call in post.call_args_list]
+    assert urls[0].endswith("/token") and urls[-1].endswith("/v1/batch")
+    assert post.call_args_list[-1].kwargs["headers"]["Authorization"] == "Bearer t0k3n"
+    assert collector.events(limit=0) == []
+
+
+@pytest.fixture(scope="module")
+def rsa_private_pem():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()

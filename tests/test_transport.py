@@ -205,6 +205,32 @@ def test_500_then_200_is_delivered_on_the_second_try():
 
 
 @responses.activate
+def test_max_total_backoff_bounds_the_retries_of_a_batch():
+    for _ in range(5):
+        responses.add(responses.POST, URL, status=500)
+    transport = Transport(KEY, HOST, retry=RetryPolicy(max_retries=10, max_total_backoff=0))
+    with pytest.raises(APIError):
+        transport.send(body_of({"type": "track"}))
+    assert len(responses.calls) == 1  # no retry fits in a budget of 0 seconds
+
+
+@responses.activate
+def test_max_rate_limit_gives_up_on_a_429_wait_beyond_it():
+    responses.add(responses.POST, URL, status=429, headers={"Retry-After": "120"})
+    transport = Transport(KEY, HOST, retry=RetryPolicy(max_retries=10, max_rate_limit=60))
+    transport.stop_event = RecordingEvent()
+    with pytest.raises(APIError) as caught:
+        transport.send(body_of({"type": "track"}))
+    assert caught.value.status == 429
+    assert len(responses.calls) == 1 and transport.stop_event.waits == []
+    # Within the budget, the same answer is waited out and the batch delivered.
+    responses.add(responses.POST, URL, status=429, headers={"Retry-After": "30"})
+    responses.add(responses.POST, URL, json={})
+    transport.send(body_of({"type": "track"}))
+    assert transport.stop_event.waits == [30.0]
+
+
+@responses.activate
 def test_each_retry_says_which_try_it_is_as_analytics_python_does():
     for status in (500, 503):
         responses.add(responses.POST, URL, status=status)
