@@ -45,8 +45,9 @@ class SegmentMiddleware:
     - built from the client options, every ``analytics_core.Client`` option (``write_key``,
       ``host``, ``debug``, ``send``, ``sync_mode``, ``gzip``, ``max_queue_size``,
       ``upload_size``, ``upload_interval``, ``timeout``, ``max_retries``, ``on_error``,
-      ``proxies``, ``thread``, ``log_handler``, ``oauth_*``, ``shutdown_timeout``, ``on_full``,
-      ``on_full_timeout``, ``persist``); one left out
+      ``proxies``, ``thread``, ``log_handler``, ``oauth_*``, ``max_total_backoff_duration``,
+      ``max_rate_limit_duration``, ``shutdown_timeout``, ``on_full``, ``on_full_timeout``,
+      ``persist``); one left out
       (None) keeps Client's default;
     - with neither, analytics_core's module-level default client, configured by
       ``analytics_core.write_key = ...`` etc. before the first request.
@@ -105,6 +106,8 @@ class SegmentMiddleware:
         oauth_key_id: Optional[str] = None,
         oauth_auth_server: Optional[str] = None,
         oauth_scope: Optional[str] = None,
+        max_total_backoff_duration: Optional[float] = None,
+        max_rate_limit_duration: Optional[float] = None,
         shutdown_timeout: Optional[float] = None,
         on_full: Optional[str] = None,
         on_full_timeout: Optional[float] = None,
@@ -150,6 +153,8 @@ class SegmentMiddleware:
                 "oauth_key_id": oauth_key_id,
                 "oauth_auth_server": oauth_auth_server,
                 "oauth_scope": oauth_scope,
+                "max_total_backoff_duration": max_total_backoff_duration,
+                "max_rate_limit_duration": max_rate_limit_duration,
                 "shutdown_timeout": shutdown_timeout,
                 "on_full": on_full,
                 "on_full_timeout": on_full_timeout,
