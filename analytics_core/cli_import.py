@@ -44,6 +44,7 @@ import time
 from typing import IO, Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from .cli_calls import add_connection_options, client_from
+from .encoding import nests_deeper_than
 from .errors import ValidationError
 
 __all__ = ["MAX_LINE_CHARS", "Record", "call_arguments", "main", "read_messages"]
@@ -410,7 +411,15 @@ def _finite_float(text: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
+_MAX_READ_DEPTH = 256
+"""Lines and cells nesting deeper are refused as too deep to read (the collector's bound)."""
+
+
 def _strict_json(text: str) -> Any:
+    # Python's decoder refuses deep nesting only at the C recursion limit, which 3.12 and 3.13
+    # raised (about 1500 and 10000 levels): the same file must import the same on every Python.
+    if nests_deeper_than(text, _MAX_READ_DEPTH):
+        raise RecursionError(f"nests deeper than {_MAX_READ_DEPTH} levels")
     return _DECODER.decode(text)
 
 
