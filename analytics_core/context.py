@@ -7,8 +7,8 @@ correct under threads and asyncio alike.
 
 import contextvars
 import logging
+import sys
 import threading
-import uuid
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from .errors import ValidationError
@@ -157,7 +157,9 @@ def set_user_id(user_id: Any) -> bool:
 def _user_id_text(user_id: Any) -> Optional[str]:
     if user_id is None:
         return None
-    if isinstance(user_id, bool) or not isinstance(user_id, (str, int, float, uuid.UUID)):
+    uuid_module = sys.modules.get("uuid")  # a UUID exists only once uuid was imported
+    allowed = (str, int, float) + ((uuid_module.UUID,) if uuid_module is not None else ())
+    if isinstance(user_id, bool) or not isinstance(user_id, allowed):
         raise ValidationError(
             f"set_user_id: user_id must be a string, a number or a UUID, "
             f"got {type(user_id).__name__}"

@@ -7,9 +7,7 @@ Only when that fails (a cycle, NaN under the stdlib, an object we cannot represe
 drops what cannot be represented and says so on the ``segment`` logger.
 """
 
-import dataclasses
 import datetime as _dt
-import decimal
 import enum
 import itertools
 import json
@@ -17,8 +15,6 @@ import logging
 import math
 import re
 import sys
-import uuid
-import zoneinfo
 from typing import Any, Callable, Dict, List
 
 try:  # orjson encodes a typical message several times faster than the stdlib
@@ -43,13 +39,24 @@ _STACK_RESERVE = 60
 _UTC = _dt.timezone.utc
 
 
+def _loaded(module: str, name: str) -> Any:
+    """``module.name`` if the program has imported ``module``, else None.
+
+    A Decimal, a UUID, a dataclass instance or a ZoneInfo can only exist once its module was
+    imported, so these checks need not import it: ``import analytics_core`` stays light.
+    """
+    loaded = sys.modules.get(module)
+    return None if loaded is None else getattr(loaded, name, None)
+
+
 class _Unencodable(TypeError):
     """Raised by the default hook for values the cleaner must drop."""
 
 
 def _default(value: Any) -> Any:
     """Turn the non-JSON types the Segment spec allows into JSON types (fast-path hook)."""
-    if isinstance(value, decimal.Decimal):
+    decimal_type = _loaded("decimal", "Decimal")
+    if decimal_type is not None and isinstance(value, decimal_type):
         return _decimal_to_float(value)
     if isinstance(value, (set, frozenset)):
         return list(value)
@@ -62,16 +69,18 @@ def _default(value: Any) -> Any:
         # it: which zone it meant is the caller's to say (DESIGN.md's local-or-UTC guess is
         # for the message's own timestamp only).
         return value.isoformat()
-    if isinstance(value, uuid.UUID):
+    uuid_type = _loaded("uuid", "UUID")
+    if uuid_type is not None and isinstance(value, uuid_type):
         return str(value)
     if isinstance(value, tuple):
         return list(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    dataclasses = sys.modules.get("dataclasses")
+    if dataclasses is not None and dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     raise _Unencodable(type(value).__name__)
 
 
-def _decimal_to_float(value: decimal.Decimal) -> Any:
+def _decimal_to_float(value: Any) -> Any:
     if not value.is_finite():  # NaN, sNaN (which float() refuses) and the infinities
         return None
     number = float(value)
@@ -90,11 +99,13 @@ def iso_datetime(value: _dt.datetime) -> str:
 # process (a segfault, orjson 3.13) on a datetime whose tzinfo.utcoffset() raises, and writes
 # "+00:00" for an offset it cannot use. It still writes those whose tzinfo cannot misbehave.
 _ORJSON_OPTIONS = _orjson.OPT_PASSTHROUGH_DATETIME if _orjson is not None else 0
-_PLAIN_TZINFO = (type(None), _dt.timezone, zoneinfo.ZoneInfo)
+_PLAIN_TZINFO = (type(None), _dt.timezone)
 
 
 def _orjson_default(value: Any) -> Any:
-    if type(value) is _dt.datetime and type(value.tzinfo) in _PLAIN_TZINFO:
+    if type(value) is _dt.datetime and (
+        type(value.tzinfo) in _PLAIN_TZINFO or type(value.tzinfo) is _loaded("zoneinfo", "ZoneInfo")
+    ):
         # A fraction of isoformat()'s cost; any other tzinfo runs its code in Python, where
         # an exception can be handled.
         return _orjson.Fragment(_orjson.dumps(value))
@@ -316,7 +327,8 @@ def _clean_key(key: Any) -> Any:
         return "null"  # as orjson spells a NaN or infinite key: both encoders must agree
     if isinstance(key, (int, float)):
         return str(key)
-    if isinstance(key, (enum.Enum, uuid.UUID, _dt.date, _dt.time, decimal.Decimal)):
+    loaded = (_loaded("uuid", "UUID"), _loaded("decimal", "Decimal"))
+    if isinstance(key, (enum.Enum, _dt.date, _dt.time, *(kind for kind in loaded if kind))):
         return _clean_key(_default(key))
     return None
 

@@ -22,13 +22,11 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .transport import MAX_ANSWER_BYTES  # defined there so that transport need not import this
+
 _RECV_SIZE = 65536
 _MAX_HEAD = 65536  # http.client's limit for one line; a whole head longer than this is hostile
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
-
-MAX_ANSWER_BYTES = 65536
-"""The most of an answer's body that is read. The tracking API's answers are a few dozen bytes
-(``{"success": true}``, an error's code and message); a body over this is not its answer."""
 
 
 class ResponseTooLarge(requests.exceptions.ConnectionError):

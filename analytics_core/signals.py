@@ -48,7 +48,6 @@ made), or undo with :func:`uninstall_sigterm_handler`.
 import _thread
 import contextlib
 import functools
-import inspect
 import logging
 import os
 import signal
@@ -221,6 +220,8 @@ def _hook_uvicorn(previous: Handler, seen: _Seen) -> None:
     if server is None or not type(server).__module__.startswith("uvicorn."):
         return
     shutdown = getattr(server, "shutdown", None)
+    import inspect  # only under uvicorn; most processes never need it
+
     if not inspect.iscoroutinefunction(shutdown) or getattr(shutdown, _WRAPPED, False):
         return
 

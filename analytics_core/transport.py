@@ -15,36 +15,60 @@ neither lets the write key out in an exception: requests' exceptions keep the pr
 (the ``Authorization`` header, the body with ``writeKey``), so they are raised again without it.
 """
 
+from __future__ import annotations  # the annotations name requests' types, imported late
+
 import base64
 import datetime as _dt
-import email.utils
 import logging
-import random
 import sys
 import threading
 import time
 import weakref
 import zlib
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
-
-import requests
-import requests.adapters
-import requests.utils
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple, Union
 
 from .errors import APIError
-from .keepalive import (
-    MAX_ANSWER_BYTES,
-    KeepAliveSession,
-    PreparedPost,
-    ResponseTooLarge,
-    origin_and_target,
-)
-from .requests_hooks import answer_of_double, poster, requests_patched
 from .version import VERSION
+
+if TYPE_CHECKING:  # pragma: no cover
+    import requests
+
+    from .keepalive import KeepAliveSession, PreparedPost
 
 logger = logging.getLogger("segment")
 
+_http_loaded = False
+
+
+def load_http() -> None:
+    """Import what sending needs (requests, urllib3, the keep-alive session) on first use.
+
+    ``import analytics_core`` and ``Client(...)`` stay light: requests and urllib3 are most of
+    what a fresh process would import, and a background client first sends from its uploader
+    thread, which pays the import off the caller's path. Cheap after the first call.
+    """
+    global _http_loaded, requests, KeepAliveSession, PreparedPost, ResponseTooLarge
+    global origin_and_target, answer_of_double, poster, requests_patched
+    if _http_loaded:
+        return
+    import requests  # noqa: F811
+    import requests.adapters
+    import requests.utils
+
+    from .keepalive import (  # noqa: F811
+        KeepAliveSession,
+        PreparedPost,
+        ResponseTooLarge,
+        origin_and_target,
+    )
+    from .requests_hooks import answer_of_double, poster, requests_patched
+
+    _http_loaded = True
+
+
 DEFAULT_HOST = "https://api.segment.io"
+MAX_ANSWER_BYTES = 65536
+"""The most of an answer's body that is read: the tracking API answers a few dozen bytes."""
 RETRY_AFTER_CAP = 300.0
 """A Retry-After beyond this many seconds is shortened: the queue cannot wait for hours."""
 
@@ -95,6 +119,8 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
         ceiling = min(self.cap, self.base * (2 ** (attempt - 1)))
+        import random  # only a retry needs it
+
         return random.uniform(ceiling / 2, ceiling)
 
 
@@ -115,6 +141,8 @@ def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Opti
         seconds = float(value)
     except ValueError:
         try:
+            import email.utils  # only an HTTP-date Retry-After needs it
+
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
@@ -160,6 +188,7 @@ def read_answer(response: requests.Response, limit: int = MAX_ANSWER_BYTES) -> b
     connection; else the body is kept as ``response.content`` (read fully, the connection goes
     back to the pool), so ``text`` and ``json()`` work as usual.
     """
+    load_http()
     status = response.status_code
     declared = response.headers.get("Content-Length", "")
     # Said up front (compressed or not, a body that long is not the API's answer): read none.
@@ -195,6 +224,7 @@ def scrubbed(error: BaseException, secrets: Iterable[str] = ()) -> BaseException
     requests keeps the prepared request on its exceptions, and urllib3 its own exception (with
     the pool and, down its chain, the frames that held the body) as the first argument.
     """
+    load_http()
     text = _redact(str(error), secrets)
     try:
         clean = type(error)(text)
@@ -260,9 +290,10 @@ class Transport:
     def __repr__(self) -> str:  # never show the auth header
         return f"Transport(url={self.url!r}, gzip={self.gzip})"
 
-    def _session(self) -> "Union[requests.Session, KeepAliveSession]":
+    def _session(self) -> Union[requests.Session, KeepAliveSession]:
         """This thread's session: the keep-alive one unless a proxy applies to the URL or a
         test library hooks into requests, else a ``requests.Session``."""
+        load_http()
         local = self._local
         direct = getattr(local, "direct", False)
         if direct is False or (direct is not None and direct._aborted):
@@ -275,7 +306,7 @@ class Transport:
             session = local.session = self._new_session()
         return session
 
-    def _settings(self) -> "Tuple[Dict[str, str], Union[bool, str]]":
+    def _settings(self) -> Tuple[Dict[str, str], Union[bool, str]]:
         """(proxies, verify) for the URL, from the options and the environment, once a thread.
 
         requests looks up proxy settings in the environment on every request (about 0.5 ms);
@@ -290,7 +321,7 @@ class Transport:
             self._local.settings = settings
         return settings
 
-    def _new_direct_session(self) -> "Optional[KeepAliveSession]":
+    def _new_direct_session(self) -> Optional[KeepAliveSession]:
         """A keep-alive session, or None when the URL needs requests (a proxy, credentials in
         the URL, a scheme other than http and https)."""
         if origin_and_target(self.url) is None:
@@ -388,7 +419,7 @@ class Transport:
             raise error  # out of the except block, so the original is not its __context__
         return response
 
-    def _headers_and_data(self, body: bytes) -> "Tuple[Dict[str, str], bytes]":
+    def _headers_and_data(self, body: bytes) -> Tuple[Dict[str, str], bytes]:
         headers = self._headers()
         retry_count = getattr(self._local, "retry_count", 0)
         if retry_count:
@@ -399,7 +430,8 @@ class Transport:
             headers["Content-Encoding"] = "gzip"
         return headers, body
 
-    def _prepare(self, body: bytes) -> "PreparedPost":
+    def _prepare(self, body: bytes) -> PreparedPost:
+        load_http()
         headers, data = self._headers_and_data(body)
         return PreparedPost(self.url, dict(_DIRECT_HEADERS, **headers), data)
 
@@ -425,7 +457,7 @@ class Transport:
     def _retry(
         self,
         body: bytes,
-        first: "Tuple[Optional[BaseException], Optional[float]]",
+        first: Tuple[Optional[BaseException], Optional[float]],
         on_retry: Optional[Callable[[int, BaseException], None]],
         deadline: Optional[float],
     ) -> None:
@@ -464,7 +496,7 @@ class Transport:
 
     def _attempt(
         self, body: bytes, may_refresh: bool = True
-    ) -> "tuple[Optional[BaseException], Optional[float]]":
+    ) -> tuple[Optional[BaseException], Optional[float]]:
         """One try: (None, None) on success, else (error, seconds to wait, -1 or None = final)."""
         try:
             response = self.post_once(body)
@@ -475,14 +507,14 @@ class Transport:
     @staticmethod
     def _judge_error(
         error: BaseException,
-    ) -> "tuple[Optional[BaseException], Optional[float]]":
+    ) -> tuple[Optional[BaseException], Optional[float]]:
         # A network error is retried with backoff; an APIError here means the OAuth token
         # could not be had, which the token manager already retried.
         return error, (None if isinstance(error, APIError) else -1.0)
 
     def _judge(
         self, response: Any, may_refresh: bool = True
-    ) -> "tuple[Optional[BaseException], Optional[float]]":
+    ) -> tuple[Optional[BaseException], Optional[float]]:
         status = response.status_code
         if 200 <= status < 300:
             return None, None
