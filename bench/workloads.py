@@ -136,6 +136,48 @@ def measure_sync(library: str, host: str, n: int) -> Result:
     return {"value": elapsed / n * 1e6, "sent": warmup + n, "accepted": warmup + n - refused}
 
 
+_MODULES = {"core": "analytics_core", "segment": "segment.analytics"}
+
+
+def _fresh_process_ms(code: str, n: int) -> List[float]:
+    """Wall milliseconds of ``n`` fresh interpreters running ``code``, one after the other."""
+    import subprocess
+
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def measure_import(library: str, host: str, n: int) -> Result:
+    """``python -c "import <library>"`` in ``n`` fresh processes: median wall ms (the bare
+    interpreter's start is in it, as a user's command pays it)."""
+    times = _fresh_process_ms(f"import {_MODULES[library]}", n)
+    bare = _fresh_process_ms("pass", n)
+    return {
+        "value": statistics.median(times),
+        "bare_interpreter_ms": statistics.median(bare),
+        "sent": 0,
+        "accepted": 0,
+    }
+
+
+def measure_cold_start(library: str, host: str, n: int) -> Result:
+    """A CLI call or a serverless function: a fresh process imports the library, tracks one
+    event, flushes it to the collector and exits. Median wall ms of ``n`` processes."""
+    code = (
+        f"import {_MODULES[library]} as analytics\n"
+        f"analytics.write_key = {WRITE_KEY!r}\n"
+        f"analytics.host = {host!r}\n"
+        f"analytics.track('cold-start-user', {EVENT!r}, {{'n': 1}})\n"
+        "analytics.flush()\n"
+    )
+    times = _fresh_process_ms(code, n)
+    return {"value": statistics.median(times), "sent": n, "accepted": n}
+
+
 def measure_drops(library: str, host: str, n: int) -> Result:
     """``n`` tracks in a tight loop with the default ``max_queue_size`` (10,000), then flush.
 
@@ -226,6 +268,8 @@ MEASUREMENTS: Dict[str, Callable[..., Result]] = {
     "sync": measure_sync,
     "drops": measure_drops,
     "memory": measure_memory,
+    "import": measure_import,
+    "cold_start": measure_cold_start,
 }
 
 # These leave uploader threads stuck in a POST on purpose: exit without waiting for them.
