@@ -17,10 +17,11 @@ import re
 import sys
 from typing import Any, Callable, Dict, List
 
-try:  # orjson encodes a typical message several times faster than the stdlib
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - exercised by the stdlib-fallback tests via force_stdlib()
-    _orjson = None
+# orjson encodes a typical message several times faster than the stdlib. It is imported by the
+# first encode, not by ``import analytics_core``: its import (and the modules it imports:
+# dataclasses, uuid, inspect...) is most of what would be left of the import time.
+_orjson: Any = None
+_orjson_looked_up = False
 
 logger = logging.getLogger("segment")
 
@@ -98,7 +99,7 @@ def iso_datetime(value: _dt.datetime) -> str:
 # Datetime values come to _orjson_default instead of orjson's own code: orjson crashes the
 # process (a segfault, orjson 3.13) on a datetime whose tzinfo.utcoffset() raises, and writes
 # "+00:00" for an offset it cannot use. It still writes those whose tzinfo cannot misbehave.
-_ORJSON_OPTIONS = _orjson.OPT_PASSTHROUGH_DATETIME if _orjson is not None else 0
+_ORJSON_OPTIONS = 0  # set by _load_orjson()
 _PLAIN_TZINFO = (type(None), _dt.timezone)
 
 
@@ -160,20 +161,43 @@ def _encode_stdlib(message: Dict[str, Any]) -> bytes:
     return text.encode("utf-8")
 
 
-_fast_encode: Callable[[Dict[str, Any]], bytes] = (
-    _encode_orjson if _orjson is not None else _encode_stdlib
-)
+def _load_orjson() -> bool:
+    """Import orjson the first time it is wanted; whether it is installed."""
+    global _orjson, _orjson_looked_up, _ORJSON_OPTIONS
+    if not _orjson_looked_up:
+        try:
+            import orjson
+        except ImportError:  # pragma: no cover - the stdlib-fallback tests use force_stdlib()
+            orjson = None
+        if orjson is not None:
+            _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
+        _orjson = orjson
+        _orjson_looked_up = True
+    return _orjson is not None
+
+
+def _encode_first(message: Dict[str, Any]) -> bytes:
+    """The first encode of the process: choose the fast path (importing orjson), then use it.
+    Two threads arriving at once both choose the same."""
+    global _fast_encode
+    _fast_encode = _encode_orjson if _load_orjson() else _encode_stdlib
+    return _fast_encode(message)
+
+
+_fast_encode: Callable[[Dict[str, Any]], bytes] = _encode_first
 
 
 def using_orjson() -> bool:
-    """Whether the fast path currently uses orjson."""
+    """Whether the fast path uses orjson."""
+    if _fast_encode is _encode_first:
+        return _load_orjson()
     return _fast_encode is _encode_orjson
 
 
 def force_stdlib(enabled: bool = True) -> None:
     """Use the stdlib encoder even when orjson is installed (for tests and comparisons)."""
     global _fast_encode
-    _fast_encode = _encode_stdlib if enabled or _orjson is None else _encode_orjson
+    _fast_encode = _encode_stdlib if enabled or not _load_orjson() else _encode_orjson
 
 
 def encode_message(message: Dict[str, Any]) -> bytes:
@@ -200,7 +224,7 @@ def _encode_stdlib_plain(value: Any) -> bytes:
 
 def decode_message(data: bytes) -> Dict[str, Any]:
     """Decode bytes produced by :func:`encode_message` (used on the rare error paths)."""
-    if _orjson is not None:
+    if _load_orjson():
         try:
             return _orjson.loads(data)
         except _orjson.JSONDecodeError:
