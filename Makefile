@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean chromium redis
+.PHONY: demo test matrix lint format bench clean chromium redis
 # apt-get needs root; as another user, sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -21,6 +21,21 @@ test: $(STAMP) chromium redis
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The test suite on CPython 3.9 with the oldest supported frameworks and on CPython 3.13 with the
+# newest (noxfile.py; pins in matrix/oldest.txt), one session after the other, each in its own
+# virtualenv under .nox/, kept between runs. Pythons come from pyenv or PATH. One session, or
+# pytest arguments: make matrix NOXFLAGS="-s tests-3.9-oldest -- -x tests/test_flask_apps.py"
+MATRIX_STAMP := $(VENV)/.matrix-installed
+NOXFLAGS ?=
+
+$(MATRIX_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[matrix]'
+	touch $(MATRIX_STAMP)
+
+matrix: $(MATRIX_STAMP) chromium redis
+	$(BIN)/nox $(NOXFLAGS)
 
 # The debugger page's test drives a real headless chromium: Debian's package, installed if missing.
 chromium:
@@ -51,4 +66,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.summary
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .nox build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -8,7 +8,6 @@ import asyncio
 import random
 import uuid
 
-import httpx2 as httpx
 import pytest
 from analytics_asgi import SegmentMiddleware
 from fastapi import BackgroundTasks, FastAPI
@@ -31,6 +30,7 @@ from .asgi_apps.support import (
     TestClient,
     call_http,
     http_scope,
+    httpx,
     visitor_headers,
 )
 
@@ -124,7 +124,7 @@ def starlette_app(**options) -> Starlette:
 
 
 def get(app, path: str, headers=None, peer=PEER) -> httpx.Response:
-    """One request through httpx2's ASGITransport, from the socket peer ``peer``."""
+    """One request through httpx2's (or httpx's) ASGITransport, from the socket peer ``peer``."""
 
     async def run() -> httpx.Response:
         transport = httpx.ASGITransport(app=app, client=peer)

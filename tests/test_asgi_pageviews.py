@@ -182,7 +182,25 @@ def fastapi_shop() -> FastAPI:
     return api
 
 
-def test_pages_are_named_after_their_route_pattern(analytics_events):
+class ForgetRoute:
+    """As under Starlette before 1.7, whose routers leave no ``scope["route"]``: a Starlette
+    route is taken out of the scope before the middleware outside sees the response (FastAPI's
+    routes put themselves there on every version, so theirs stays)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        async def forgetting(message) -> None:
+            if type(scope.get("route")).__module__.startswith("starlette."):
+                del scope["route"]
+            await send(message)
+
+        await self.app(scope, receive, forgetting)
+
+
+@pytest.mark.parametrize("route_in_scope", [True, False], ids=["scope-route", "no-scope-route"])
+def test_pages_are_named_after_their_route_pattern(analytics_events, route_in_scope):
     app = Starlette(
         routes=[
             Route("/", doc_page, name="home"),  # the pattern, not the route's name
@@ -196,6 +214,8 @@ def test_pages_are_named_after_their_route_pattern(analytics_events):
             Mount("/legacy", app=raw_document),
         ]
     )
+    if not route_in_scope:
+        app.add_middleware(ForgetRoute)  # added first: inside SegmentMiddleware
     app.add_middleware(SegmentMiddleware, write_key=KEY, pageviews=True)
     paths = [
         "/",
@@ -250,16 +270,14 @@ def test_properties_are_the_page_and_its_title(analytics_events):
     app = Starlette(routes=[Route("/tea/{name}", titled)])
     app.add_middleware(SegmentMiddleware, write_key=KEY, pageviews=True)
     referrer = "https://search.example/?q=tea"
+    # title="\n  Sencha &amp; matcha\t| Tea shop \n", encoded in the URL itself: httpx before
+    # 0.28 would encode params={...} with %20 for the blanks, httpx 0.28 and httpx2 with "+".
+    search = "?title=%0A++Sencha+%26amp%3B+matcha%09%7C+Tea+shop+%0A&ref=mail"
     with TestClient(app, base_url="https://shop.test") as http:
-        http.get(
-            "/tea/sencha",
-            params={"title": "\n  Sencha &amp; matcha\t| Tea shop \n", "ref": "mail"},
-            headers={**VISITOR, "Referer": referrer},
-        )
+        http.get(f"/tea/sencha{search}", headers={**VISITOR, "Referer": referrer})
         http.get("/tea/gyokuro", headers=VISITOR)
 
     titled_view, untitled_view = analytics_events.of_type("page")
-    search = "?title=%0A++Sencha+%26amp%3B+matcha%09%7C+Tea+shop+%0A&ref=mail"
     # What analytics.js reports: the page fields, and document.title (unescaped, blanks
     # collapsed as a browser shows it).
     assert titled_view["properties"] == {

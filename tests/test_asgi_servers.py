@@ -25,7 +25,13 @@ import requests
 
 from analytics_core.collector.access import write_key_fingerprint as fingerprint
 
-from .support.servers import ServerProcess, executable, free_port, python_env
+from .support.servers import (
+    ServerProcess,
+    executable,
+    free_port,
+    gunicorn_no_control_socket,
+    python_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +54,7 @@ def uvicorn(collector, app: str = "app", *options: str) -> ServerProcess:
 def gunicorn(collector, *options: str) -> ServerProcess:
     port = free_port()
     command = executable("gunicorn") + ["--bind", f"127.0.0.1:{port}", "--graceful-timeout", "10"]
-    # The control socket's default path is shared by every gunicorn on the machine.
-    command += ["--no-control-socket", *options, "tests.asgi_apps.tracking:app"]
+    command += [*gunicorn_no_control_socket(), *options, "tests.asgi_apps.tracking:app"]
     return ServerProcess(command, port, env=app_env(collector), ready_path="/health")
 
 

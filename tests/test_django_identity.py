@@ -25,6 +25,7 @@ import analytics_core
 from analytics_core import ValidationError
 from analytics_core.testing import allow_sending
 from tests.django_project.testing import (
+    LOGIN_VIEWS,
     browser_cookie,
     collector_settings,
     delivered,
@@ -324,7 +325,7 @@ def test_identify_on_login_carries_the_anonymous_id_before_login(
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("view", ["/login/", "/alogin/"])
+@pytest.mark.parametrize("view", LOGIN_VIEWS)
 def test_identify_on_login_uses_the_user_id_setting(
     settings, collector, any_client, django_user_model, view
 ):

@@ -14,6 +14,7 @@ from django.test import override_settings
 import analytics_core
 from analytics_core.context import current_request_context
 from tests.django_project.testing import (
+    LOGIN_VIEWS,
     browser_cookie,
     collector_settings,
     delivered,
@@ -98,7 +99,7 @@ def test_the_authenticated_user_is_the_default_user_id(
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("view", ["/login/", "/alogin/"])
+@pytest.mark.parametrize("view", LOGIN_VIEWS)
 def test_a_call_after_login_in_the_same_request_has_the_new_user(
     tracking, any_client, view, django_user_model
 ):
@@ -234,7 +235,7 @@ def test_without_the_auth_middleware_there_is_no_user(tracking, any_client, view
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("view", ["/login/", "/alogin/"])
+@pytest.mark.parametrize("view", LOGIN_VIEWS)
 def test_identify_on_login(settings, collector, any_client, view, django_user_model):
     settings.ANALYTICS = collector_settings(collector, IDENTIFY_ON_LOGIN=True)
     user = django_user_model.objects.create_user("lin", "lin@example.com", "pw")

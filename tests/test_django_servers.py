@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from tests.django_project.testing import browser_cookie
-from tests.support.servers import ROOT, ServerProcess, executable, free_port, python_env
+from tests.support.servers import (
+    ROOT,
+    ServerProcess,
+    executable,
+    free_port,
+    gunicorn_no_control_socket,
+    python_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -67,9 +74,7 @@ def assert_exactly_delivered(collector, count, server=None):
 def gunicorn(collector, *options):
     port = free_port()
     command = executable("gunicorn") + [WSGI_APP, "--bind", f"127.0.0.1:{port}"]
-    # No control socket: its default path is shared by every gunicorn of this user, so tests
-    # running side by side would trip over each other's.
-    command += ["--graceful-timeout", "10", "--no-control-socket", *options]
+    command += ["--graceful-timeout", "10", *gunicorn_no_control_socket(), *options]
     return ServerProcess(command, port, env=server_env(collector), ready_path="/pid/")
 
 
@@ -113,7 +118,7 @@ def test_gunicorn_uvicorn_worker_delivers_everything_on_sigterm(collector):
     command = executable("gunicorn") + ["tests.django_project.asgi:application"]
     command += ["--bind", f"127.0.0.1:{port}", "--workers", "2"]
     command += ["--worker-class", "uvicorn.workers.UvicornWorker", "--graceful-timeout", "10"]
-    command += ["--no-control-socket"]
+    command += gunicorn_no_control_socket()
     with ServerProcess(command, port, env=server_env(collector), ready_path="/pid/") as server:
         send_requests(server, count)
         assert collector.stats()["messages"] == 0

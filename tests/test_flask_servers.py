@@ -23,7 +23,14 @@ import requests
 
 from analytics_core.collector.access import write_key_fingerprint as fingerprint
 
-from .support.servers import ROOT, ServerProcess, executable, free_port, python_env
+from .support.servers import (
+    ROOT,
+    ServerProcess,
+    executable,
+    free_port,
+    gunicorn_no_control_socket,
+    python_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +109,7 @@ def gunicorn(collector, *options: str) -> ServerProcess:
         f"127.0.0.1:{port}",
         "--graceful-timeout",
         "10",
-        "--no-control-socket",  # its default path is shared by every gunicorn on the machine
+        *gunicorn_no_control_socket(),
         *options,
         "tests.flask_apps.tracking:app",
     ]

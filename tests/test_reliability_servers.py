@@ -16,7 +16,13 @@ from typing import List, Set
 import pytest
 import requests
 
-from .support.servers import ServerProcess, executable, free_port, python_env
+from .support.servers import (
+    ServerProcess,
+    executable,
+    free_port,
+    gunicorn_no_control_socket,
+    python_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +92,7 @@ def test_gunicorn_preload_delivers_every_request_and_the_masters_event_once(coll
         "--preload",
         "--graceful-timeout",
         "10",
-        "--no-control-socket",  # its default path is shared by every gunicorn on the machine
+        *gunicorn_no_control_socket(),
         "tests.reliability_apps.preload_wsgi:app",
     ]
     numbers = list(range(REQUESTS))

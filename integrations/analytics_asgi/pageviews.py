@@ -68,10 +68,59 @@ def is_page_start(
     return not any(path == docs or path.startswith(docs + "/") for docs in _app_docs_paths(scope))
 
 
-def _route_pattern(scope: Scope) -> Optional[str]:
+# How deep _replayed_route follows Mounts and Hosts: far beyond any real app, and a bound for
+# a router that (mis)contains itself.
+_MAX_ROUTER_DEPTH = 32
+
+
+def _replayed_route(scope: Scope, outer_root_path: Any) -> Any:
+    """The route that Starlette's routers chose for ``scope``, found again as they found it.
+
+    Starlette puts the route that answered in ``scope["route"]`` only since 1.7 (FastAPI's own
+    routes always did); before, a router leaves only ``scope["router"]`` (the outermost one)
+    and ``scope["endpoint"]``. So, as each ``Router`` does: the first route whose ``matches()``
+    is FULL, else the first PARTIAL (a 405), then the same inside a Mount's or Host's routes,
+    starting from the root path the server gave. None when there is no router or nothing
+    matched; the Mount itself when it holds a plain ASGI app (no routes inside).
+    """
+    routes = getattr(scope.get("router"), "routes", None)
+    if routes is None or scope.get("endpoint") is None:
+        return None
+    probe = dict(scope)
+    probe["root_path"] = _text(outer_root_path)
+    probe["path_params"] = {}
+    # Set by the first Mount from the root path it saw: Mounts must see it unset again.
+    probe.pop("app_root_path", None)
+    for _ in range(_MAX_ROUTER_DEPTH):
+        found, found_scope = None, None
+        for route in routes:
+            match, child_scope = route.matches(probe)
+            # Starlette's Match enum, by name: this package does not import Starlette.
+            kind = getattr(match, "name", None)
+            if kind == "FULL":
+                found, found_scope = route, child_scope
+                break
+            if kind == "PARTIAL" and found is None:
+                found, found_scope = route, child_scope
+        if found is None:  # a Mount with nothing inside for this path: a 404
+            return None
+        probe.update(found_scope or {})
+        routes = getattr(found, "routes", None)
+        if not routes:  # a Route, a WebSocketRoute, or a Mount of a plain ASGI app
+            return found
+    return None
+
+
+def _route_pattern(scope: Scope, outer_root_path: Any = None) -> Optional[str]:
     """The path pattern of the endpoint route that answered, None for none (no router, or a
     route that is no endpoint: a Mount of a plain ASGI app, a Host)."""
     route = scope.get("route")
+    if route is None:
+        try:
+            route = _replayed_route(scope, outer_root_path)
+        except Exception:  # a router of another shape: the page is named after its path
+            logger.debug("analytics_asgi: could not find the route of %r", scope.get("path"))
+            route = None
     if route is None or getattr(route, "endpoint", None) is None:
         return None
     # FastAPI 0.137 and later include routers lazily: scope["route"] is the route as declared,
@@ -97,7 +146,7 @@ def page_name(scope: Scope, outer_root_path: Any = None) -> str:
     that is no endpoint (a Mount of a plain ASGI app, a Host) is named after the path.
     """
     path = scope_path(scope)
-    pattern = _route_pattern(scope)
+    pattern = _route_pattern(scope, outer_root_path)
     if pattern is None:
         return route_name(None, path)
     root_path, outer = _text(scope.get("root_path")), _text(outer_root_path)

@@ -53,4 +53,14 @@ def user_id_from_scope_user(scope: Scope) -> Optional[str]:
         user_id = normalize_user_id(value)
         if user_id is not None:
             return user_id
+    if _is_starlette_simple_user(user):
+        # Starlette's SimpleUser has no identity before Starlette 1.7 (its identity is then
+        # NotImplementedError): the username, which is what it gives as its identity since.
+        return normalize_user_id(getattr(user, "username", None))
     return None
+
+
+def _is_starlette_simple_user(user: Any) -> bool:
+    """Whether ``user`` is Starlette's own ``SimpleUser`` (a subclass may mean otherwise)."""
+    kind = type(user)
+    return kind.__name__ == "SimpleUser" and kind.__module__ == "starlette.authentication"

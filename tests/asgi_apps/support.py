@@ -1,12 +1,20 @@
 """What the analytics_asgi tests share: a visitor's headers, driving raw ASGI, Starlette's
-TestClient (on httpx2, which Starlette 1.x asks for)."""
+TestClient (on httpx2, which Starlette 1.x asks for), and the httpx2 (or httpx) module."""
 
 import asyncio
+import inspect
 import json
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
-from starlette.testclient import TestClient
+from starlette.testclient import TestClient as StarletteTestClient
+
+try:
+    import httpx2 as httpx
+except ImportError:
+    # httpx2 needs Python 3.11+; before that the dev extra installs httpx, whose
+    # ASGITransport and AsyncClient the tests use the same way (and Starlette's TestClient too).
+    import httpx
 
 __all__ = [
     "Clients",
@@ -15,10 +23,36 @@ __all__ = [
     "ajs_cookie",
     "call_http",
     "http_scope",
+    "httpx",
     "visitor_headers",
 ]
 
 USER_AGENT = "asgi-tests/1.0"
+
+
+def _with_peer(app: Any, peer: Tuple[str, int]) -> Any:
+    """``app`` seeing ``peer`` as the socket peer (``scope["client"]``) of every connection."""
+
+    async def peered(scope: Dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = {**scope, "client": peer}
+        await app(scope, receive, send)
+
+    return peered
+
+
+if "client" in inspect.signature(StarletteTestClient.__init__).parameters:
+    TestClient = StarletteTestClient
+else:
+
+    class TestClient(StarletteTestClient):  # type: ignore[no-redef]
+        """Starlette's TestClient with its ``client=(host, port)`` (the socket peer of every
+        request), which Starlette only has since 0.44: before, the app is wrapped to see it."""
+
+        def __init__(
+            self, app: Any, *args: Any, client: Optional[Tuple[str, int]] = None, **kwargs: Any
+        ) -> None:
+            super().__init__(app if client is None else _with_peer(app, client), *args, **kwargs)
 
 
 def ajs_cookie(anonymous_id: str) -> str:

@@ -6,6 +6,7 @@ as the last resort) so no test leaves a server behind.
 """
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -15,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 from signal import SIGTERM
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import requests
 
-__all__ = ["ROOT", "ServerProcess", "free_port", "python_env"]
+__all__ = ["ROOT", "ServerProcess", "free_port", "gunicorn_no_control_socket", "python_env"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -162,3 +163,18 @@ def executable(name: str) -> List[str]:
     if not os.path.exists(path):
         raise RuntimeError(f"{name} is not installed next to {sys.executable}; run `make test`")
     return [path]
+
+
+@functools.cache
+def gunicorn_no_control_socket() -> Tuple[str, ...]:
+    """``("--no-control-socket",)`` for a gunicorn that has a control socket, else ``()``.
+
+    The control socket's default path is shared by every gunicorn of this user, so tests running
+    side by side would trip over each other's. gunicorn has one only since 25.1, and an older
+    one (23 is the last for Python 3.9) refuses the option.
+    """
+    from gunicorn.config import KNOWN_SETTINGS
+
+    if any(setting.name == "control_socket" for setting in KNOWN_SETTINGS):
+        return ("--no-control-socket",)
+    return ()
