@@ -8,6 +8,16 @@ Use it as Segment's analytics-python is used::
     analytics.flush()
 
 The module-level settings below are read once, when the first call builds ``default_client``.
+
+The modules of this package are the client's path, in order: ``client`` (the six calls) ->
+``messages`` (a checked message; ``ids``, ``context`` for a request's context) -> ``encoding``
+(its bytes, once) -> ``pipeline`` (the bounded queue and the uploader threads; ``spool`` with
+``persist=``) -> ``transport`` (retries; ``keepalive`` the connection, ``requests_hooks`` a
+test's patched requests, ``oauth`` tokens). ``lifecycle``, ``shutdown``, ``signals``,
+``sigterm_watch`` and ``threads`` deliver at exit, on SIGTERM and across fork. Built around it:
+``web`` (what the framework integrations share), ``tools`` (the command line, the demo, test
+capture and the pytest plugin) and ``collector`` (the local collector). ``testing``, ``cli``,
+``demo``, ``pageviews`` and ``pytest_plugin`` here are the public paths of modules that moved.
 """
 
 import logging

@@ -11,7 +11,7 @@ import weakref
 from types import TracebackType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
 
-from . import capture, lifecycle
+from . import lifecycle
 from .context import current_request_context, merge_context, request_ids
 from .encoding import MAX_MESSAGE_BYTES, decode_message, encode_message
 from .errors import MessageTooLargeError, QueueFullError, ValidationError
@@ -27,6 +27,7 @@ from .messages import (
 )
 from .pipeline import Pipeline, without_tracebacks
 from .queue_view import QueueView
+from .tools import capture
 from .transport import DEFAULT_MAX_RATE_LIMIT, DEFAULT_MAX_TOTAL_BACKOFF, RetryPolicy, Transport
 from .version import VERSION
 

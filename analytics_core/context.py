@@ -141,7 +141,7 @@ def set_user_id(user_id: Any) -> bool:
     try:
         text = _user_id_text(user_id)
     except ValidationError as error:
-        from . import capture  # here: capture must stay importable without the client
+        from .tools import capture  # here: capture must stay importable without the client
 
         if request is None or capture.sink() is not None:
             raise

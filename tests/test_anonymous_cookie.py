@@ -10,14 +10,14 @@ from urllib.parse import unquote
 
 import pytest
 
-from analytics_core.anonymous_cookie import (
+from analytics_core.web import anonymous_id_from_cookie
+from analytics_core.web.anonymous_cookie import (
     COOKIE_MAX_AGE,
     check_cookie_domain,
     cookie_header,
     cookie_value,
     sets_anonymous_id_cookie,
 )
-from analytics_core.web import anonymous_id_from_cookie
 
 
 def parsed(header: str):

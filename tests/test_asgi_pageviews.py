@@ -3,7 +3,7 @@
 Real Starlette and FastAPI apps run in process (Starlette's TestClient; ``call_http`` where the
 exact ASGI messages matter). The page views are read from the ``analytics_events`` capture, and
 in the last tests from the real collector. The rules themselves are
-:mod:`analytics_core.pageviews`'s; these tests check that the middleware applies them to what
+:mod:`analytics_core.web.pageviews`'s; these tests check that the middleware applies them to what
 an ASGI app really sends.
 """
 
@@ -31,7 +31,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route, WebSocketRoute
 
 import analytics_core
-from analytics_core.pageviews import DEFAULT_EXCLUDE
+from analytics_core.web.pageviews import DEFAULT_EXCLUDE
 
 from .asgi_apps.support import Clients, TestClient, ajs_cookie, call_http, http_scope
 

@@ -35,8 +35,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analytics_core.cli import main
-from analytics_core.cli_import import MAX_LINE_CHARS, _explain
 from analytics_core.testing import capture_events
+from analytics_core.tools.cli_import import MAX_LINE_CHARS, _explain
 
 KEY = "wk-import-robust"
 NOWHERE = "http://127.0.0.1:9"  # in-process runs are captured: nothing is ever sent there

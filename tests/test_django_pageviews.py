@@ -5,7 +5,7 @@ Most tests run the fuller URLconf of tests/django_project/site_urls.py: the Djan
 at /backoffice/, routes with converters, Wagtail's catch-all ``re_path`` and a last catch-all
 that serves an HTML document for any other path, so that only the page-view rules (not a 404)
 keep static files, health checks and the admin out. The rules themselves are
-analytics_core.pageviews'; these tests prove the Django integration feeds them what Django has
+analytics_core.web.pageviews'; these tests prove the Django integration feeds them what Django has
 (the resolver's route, the response body, META, STATIC_URL, the admin's mount point).
 """
 
@@ -16,7 +16,7 @@ from analytics_django.configure import configure
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient, Client
 
-from analytics_core.pageviews import DEFAULT_EXCLUDE
+from analytics_core.web.pageviews import DEFAULT_EXCLUDE
 from tests.django_project.testing import (
     browser_cookie,
     collector_settings,

@@ -23,9 +23,9 @@ from flask_login import LoginManager, UserMixin, current_user, login_user
 
 import analytics_core
 from analytics_core import ValidationError
-from analytics_core.anonymous_cookie import COOKIE_MAX_AGE
 from analytics_core.collector.access import write_key_fingerprint as fingerprint
 from analytics_core.testing import allow_sending
+from analytics_core.web.anonymous_cookie import COOKIE_MAX_AGE
 
 from .flask_apps import flaskr
 from .flask_apps.factory import WRITE_KEY, AppFactory, ajs_cookie, flush

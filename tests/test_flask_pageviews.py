@@ -1,7 +1,8 @@
 """ANALYTICS_PAGEVIEWS: a page call for every page a browser loads, and nothing else.
 
-What counts is analytics_core.pageviews' rule (an HTML document, answered 2xx to a browser's GET,
-not excluded, not fetched by a script or a crawler); these tests hold real Flask apps to it.
+What counts is analytics_core.web.pageviews' rule (an HTML document, answered 2xx to a
+browser's GET, not excluded, not fetched by a script or a crawler); these tests hold real Flask
+apps to it.
 Most read the per-test capture (``analytics_events``); the first visit is delivered for real.
 """
 

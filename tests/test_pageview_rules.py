@@ -1,10 +1,10 @@
-"""The framework-free page-view rules (analytics_core.pageviews) every integration applies."""
+"""The framework-free page-view rules (analytics_core.web.pageviews) every integration applies."""
 
 import re
 
 import pytest
 
-from analytics_core.pageviews import (
+from analytics_core.web.pageviews import (
     DEFAULT_EXCLUDE,
     compile_exclude,
     document_title,

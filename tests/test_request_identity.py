@@ -9,13 +9,14 @@ import uuid
 import pytest
 
 import analytics_core
-from analytics_core import Client, ValidationError, capture
+from analytics_core import Client, ValidationError
 from analytics_core.context import (
     RequestContext,
     current_request_context,
     reset_request_context,
     set_request_context,
 )
+from analytics_core.tools import capture
 
 
 @pytest.fixture

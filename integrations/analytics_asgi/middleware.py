@@ -7,7 +7,7 @@ import analytics_core
 from analytics_core import Client
 from analytics_core.client import ErrorHandler
 from analytics_core.context import reset_request_context, set_request_context
-from analytics_core.pageviews import ExcludeRule
+from analytics_core.web.pageviews import ExcludeRule
 
 from .asgi_types import ASGIApp, Receive, Scope, Send
 from .lifespan import run_lifespan
@@ -68,7 +68,7 @@ class SegmentMiddleware:
       the browser as analytics.js's ``ajs_anonymous_id`` cookie; ``anonymous_id_cookie_domain``
       (None) its Domain attribute.
     - ``pageviews`` (False): a ``page`` call for every page a browser loads
-      (:mod:`analytics_core.pageviews`); ``pageviews_exclude`` (None: the defaults, plus
+      (:mod:`analytics_core.web.pageviews`); ``pageviews_exclude`` (None: the defaults, plus
       FastAPI's documentation pages) the paths that never make one.
 
     Bad options raise :class:`analytics_core.ValidationError` (a ValueError) naming the option.

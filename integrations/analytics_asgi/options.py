@@ -7,9 +7,9 @@ import numbers
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from analytics_core import Client, ValidationError
-from analytics_core.anonymous_cookie import check_cookie_domain
-from analytics_core.pageviews import ExcludeRule, compile_exclude
 from analytics_core.web import normalize_forwarded_header
+from analytics_core.web.anonymous_cookie import check_cookie_domain
+from analytics_core.web.pageviews import ExcludeRule, compile_exclude
 
 __all__ = [
     "CLIENT_OPTIONS",

@@ -1,10 +1,10 @@
 """``pageviews=True``: one ``page()`` call for every page a browser loads (see
-:mod:`analytics_core.pageviews` for what counts, and how the page is named)."""
+:mod:`analytics_core.web.pageviews` for what counts, and how the page is named)."""
 
 import logging
 from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
 
-from analytics_core.pageviews import (
+from analytics_core.web.pageviews import (
     ExcludeRule,
     document_title,
     is_excluded,

@@ -12,9 +12,9 @@ server answers as it would have without the middleware.
 import logging
 from typing import Any, Awaitable, Callable, Optional, Sequence, Tuple
 
-from analytics_core.anonymous_cookie import cookie_header, sets_anonymous_id_cookie
-from analytics_core.pageviews import ExcludeRule, is_document
 from analytics_core.web import headers_from_asgi
+from analytics_core.web.anonymous_cookie import cookie_header, sets_anonymous_id_cookie
+from analytics_core.web.pageviews import ExcludeRule, is_document
 
 from .asgi_types import Message, Scope, Send
 from .pageviews import is_page_start, record_page_view

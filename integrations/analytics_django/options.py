@@ -14,9 +14,9 @@ from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
-from analytics_core.anonymous_cookie import check_cookie_domain
-from analytics_core.pageviews import DEFAULT_EXCLUDE, ExcludeRule, compile_exclude
 from analytics_core.web import DEFAULT_FORWARDED_HEADER, normalize_forwarded_header
+from analytics_core.web.anonymous_cookie import check_cookie_domain
+from analytics_core.web.pageviews import DEFAULT_EXCLUDE, ExcludeRule, compile_exclude
 
 from .settings import get_config
 

@@ -1,5 +1,5 @@
 """``PAGEVIEWS``: one ``page()`` call for every page a browser loads (see
-:mod:`analytics_core.pageviews` for what counts, and how the page is named)."""
+:mod:`analytics_core.web.pageviews` for what counts, and how the page is named)."""
 
 import logging
 from typing import Optional
@@ -7,7 +7,7 @@ from typing import Optional
 from django.http import HttpRequest, HttpResponseBase
 
 import analytics_core
-from analytics_core.pageviews import (
+from analytics_core.web.pageviews import (
     document_title,
     is_document,
     is_excluded,

@@ -5,8 +5,8 @@ import logging
 
 from django.http import HttpRequest, HttpResponseBase
 
-from analytics_core.anonymous_cookie import COOKIE_MAX_AGE, cookie_value
 from analytics_core.web import ANONYMOUS_ID_COOKIE
+from analytics_core.web.anonymous_cookie import COOKIE_MAX_AGE, cookie_value
 
 from .options import RequestOptions
 from .request_context import DjangoRequestContext
@@ -26,7 +26,7 @@ def set_anonymous_id_cookie(
     options: RequestOptions,
 ) -> None:
     """Hand the anonymous id a call of this request minted to the browser, as analytics.js's
-    cookie (see :mod:`analytics_core.anonymous_cookie`), unless the cookie is turned off or the
+    cookie (see :mod:`analytics_core.web.anonymous_cookie`), unless the cookie is turned off or the
     app set that cookie itself."""
     anonymous_id = context.minted_anonymous_id
     if anonymous_id is None or not options.cookie or ANONYMOUS_ID_COOKIE in response.cookies:

@@ -14,10 +14,10 @@ from typing import Any, Callable, Dict, List, Mapping, Tuple
 from django.conf import settings
 
 from analytics_core import Client
-from analytics_core.anonymous_cookie import check_cookie_domain
 from analytics_core.client import is_seconds
-from analytics_core.pageviews import compile_exclude
 from analytics_core.web import normalize_forwarded_header
+from analytics_core.web.anonymous_cookie import check_cookie_domain
+from analytics_core.web.pageviews import compile_exclude
 
 __all__ = ["CLIENT_OPTIONS", "CONFIG_DEFAULTS", "config_errors", "get_config", "user_config"]
 
@@ -77,9 +77,9 @@ CONFIG_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "ANONYMOUS_ID_COOKIE": True,
         # That cookie's Domain attribute (".example.com" shares it with subdomains); None: none.
         "ANONYMOUS_ID_COOKIE_DOMAIN": None,
-        # A page() call for every page a browser loads (see analytics_core.pageviews).
+        # A page() call for every page a browser loads (see analytics_core.web.pageviews).
         "PAGEVIEWS": False,
-        # Paths that never make a page view; None: analytics_core.pageviews.DEFAULT_EXCLUDE plus
+        # Paths that never make a page view; None: analytics_core.web.pageviews.DEFAULT_EXCLUDE plus
         # STATIC_URL, MEDIA_URL and where the Django and Wagtail admins are mounted.
         "PAGEVIEWS_EXCLUDE": None,
         # An identify() call on django.contrib.auth's user_logged_in signal.

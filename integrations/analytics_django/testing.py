@@ -23,8 +23,8 @@ what was captured.
 import sys
 from typing import Any, Dict, List, Optional
 
-from analytics_core import capture
 from analytics_core.testing import CapturedEvents
+from analytics_core.tools import capture
 
 __all__ = ["captured_events", "install", "current_outbox"]
 

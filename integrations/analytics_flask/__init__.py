@@ -46,9 +46,9 @@ default): ``ANALYTICS_<OPTION>`` for every ``analytics_core.Client`` option (``W
   the anonymous id minted for it as analytics.js's ``ajs_anonymous_id`` cookie;
   ``ANALYTICS_ANONYMOUS_ID_COOKIE_DOMAIN`` (None) is that cookie's Domain.
 - ``ANALYTICS_PAGEVIEWS`` (False): a ``page`` call for every page a browser loads (an HTML
-  document; see ``analytics_core.pageviews``), named after its URL rule.
+  document; see ``analytics_core.web.pageviews``), named after its URL rule.
 - ``ANALYTICS_PAGEVIEWS_EXCLUDE`` (None): path prefixes and compiled regexes that never make a
-  page view; None is ``analytics_core.pageviews.DEFAULT_EXCLUDE`` plus the app's static path.
+  page view; None is ``analytics_core.web.pageviews.DEFAULT_EXCLUDE`` plus the app's static path.
 - ``ANALYTICS_IDENTIFY_ON_LOGIN`` (False): an ``identify`` call when Flask-Login logs a user in,
   with the user's ``email`` and ``name`` as traits when it has them.
 - ``ANALYTICS_FLUSH_EACH_REQUEST`` (None): deliver a request's events before its response is sent

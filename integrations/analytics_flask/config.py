@@ -17,10 +17,10 @@ from typing import Any, Callable, Dict, List, Mapping, Tuple
 from werkzeug.utils import import_string
 
 from analytics_core import Client, ValidationError
-from analytics_core.anonymous_cookie import check_cookie_domain
 from analytics_core.client import is_seconds
-from analytics_core.pageviews import compile_exclude
 from analytics_core.web import normalize_forwarded_header
+from analytics_core.web.anonymous_cookie import check_cookie_domain
+from analytics_core.web.pageviews import compile_exclude
 
 __all__ = [
     "CLIENT_OPTIONS",
@@ -99,9 +99,9 @@ CONFIG_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "ANALYTICS_ANONYMOUS_ID_COOKIE": True,
         # That cookie's Domain attribute (".example.com" shares it with subdomains); None: none.
         "ANALYTICS_ANONYMOUS_ID_COOKIE_DOMAIN": None,
-        # A page() call for every page a browser loads (see analytics_core.pageviews).
+        # A page() call for every page a browser loads (see analytics_core.web.pageviews).
         "ANALYTICS_PAGEVIEWS": False,
-        # Paths that never make a page view; None: analytics_core.pageviews.DEFAULT_EXCLUDE plus
+        # Paths that never make a page view; None: analytics_core.web.pageviews.DEFAULT_EXCLUDE plus
         # the app's static_url_path.
         "ANALYTICS_PAGEVIEWS_EXCLUDE": None,
         # An identify() call on Flask-Login's user_logged_in signal.

@@ -21,13 +21,17 @@ from typing import Optional
 
 from flask import Flask, Response, request
 
-from analytics_core.anonymous_cookie import COOKIE_MAX_AGE, cookie_value, sets_anonymous_id_cookie
 from analytics_core.context import (
     current_request_context,
     reset_request_context,
     set_request_context,
 )
 from analytics_core.web import ANONYMOUS_ID_COOKIE
+from analytics_core.web.anonymous_cookie import (
+    COOKIE_MAX_AGE,
+    cookie_value,
+    sets_anonymous_id_cookie,
+)
 
 from .pageviews import is_page_view, record_page_view
 from .request_context import FlaskRequestContext, context_for
@@ -99,7 +103,7 @@ def _is_page_view(state: AppState, response: Response) -> bool:
 
 
 def _set_anonymous_id_cookie(response: Response, anonymous_id: str, domain: Optional[str]) -> None:
-    """analytics.js's cookie, as :mod:`analytics_core.anonymous_cookie` describes it, unless
+    """analytics.js's cookie, as :mod:`analytics_core.web.anonymous_cookie` describes it, unless
     the app set it itself."""
     try:
         if any(sets_anonymous_id_cookie(value) for value in response.headers.getlist("Set-Cookie")):

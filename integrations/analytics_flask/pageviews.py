@@ -1,5 +1,5 @@
 """``ANALYTICS_PAGEVIEWS``: one ``page()`` call for every page a browser loads (see
-:mod:`analytics_core.pageviews` for what counts, and how the page is named)."""
+:mod:`analytics_core.web.pageviews` for what counts, and how the page is named)."""
 
 import logging
 import zlib
@@ -9,7 +9,7 @@ from flask import Request, Response
 
 from analytics_core import Client
 from analytics_core.context import RequestContext
-from analytics_core.pageviews import (
+from analytics_core.web.pageviews import (
     document_title,
     is_document,
     is_excluded,

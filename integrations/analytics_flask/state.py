@@ -8,7 +8,7 @@ state (its client and settings) is kept by that object, per app.
 from typing import Any, Callable, Mapping, Optional, Tuple
 
 from analytics_core import Client
-from analytics_core.pageviews import DEFAULT_EXCLUDE, ExcludeRule, compile_exclude
+from analytics_core.web.pageviews import DEFAULT_EXCLUDE, ExcludeRule, compile_exclude
 
 __all__ = ["EXTENSION_KEY", "AppState", "state_of"]
 

@@ -11,8 +11,8 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
-from .client import Client
-from .errors import ValidationError
+from ..client import Client
+from ..errors import ValidationError
 
 __all__ = ["CALLS", "add_connection_options", "client_from", "known", "main", "usage_lines"]
 

@@ -17,7 +17,7 @@ import time
 from email.utils import formatdate
 from typing import Any, Optional
 
-from .web import ANONYMOUS_ID_COOKIE
+from . import ANONYMOUS_ID_COOKIE
 
 __all__ = [
     "COOKIE_MAX_AGE",

@@ -43,9 +43,9 @@ import threading
 import time
 from typing import IO, Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
+from ..encoding import nests_deeper_than
+from ..errors import ValidationError
 from .cli_calls import add_connection_options, client_from
-from .encoding import nests_deeper_than
-from .errors import ValidationError
 
 __all__ = ["MAX_LINE_CHARS", "Record", "call_arguments", "main", "read_messages"]
 

@@ -15,7 +15,7 @@ import re
 from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple, Union
 from urllib.parse import unquote
 
-from .context import RequestContext
+from ..context import RequestContext
 
 logger = logging.getLogger("segment")
 
