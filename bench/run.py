@@ -190,6 +190,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             for row in rows:
                 results: Dict[str, Optional[Dict[str, Any]]] = {}
                 for library in libraries:
+                    if library not in row.libraries:
+                        continue
                     target = collector
                     if row.faults:
                         # A collector of its own: its held requests must never delay others.

@@ -186,6 +186,69 @@ def measure_cold_start(library: str, host: str, n: int) -> Result:
     return {"value": statistics.median(times), "sent": sent, "accepted": sent}
 
 
+def measure_persist_cpu(library: str, host: str, n: int) -> Result:
+    """``persist=``: the calling thread's CPU per ``track()``, each message committed to the
+    spool before the call returns, the uploader delivering and removing meanwhile."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        client = make_client(library, host, persist=os.path.join(folder, "spool.db"))
+        props = properties(0)
+        refused = _track_many(client, 200, props)  # warm: the first commits open the file
+        start = time.thread_time()
+        refused += _track_many(client, n, props)
+        cpu = time.thread_time() - start
+        client.flush()
+        client.shutdown()
+    return {"value": cpu / n * 1e6, "sent": n + 200, "accepted": n + 200 - refused}
+
+
+def measure_persist_p999(library: str, host: str, n: int) -> Result:
+    """The spool alone: ``n`` appends while another thread removes them 100 at a time; the
+    99.9th percentile of one append's wall time (µs)."""
+    import tempfile
+    import threading
+
+    from analytics_core.spool import Spool
+
+    data = b'{"type":"track","properties":{"pad":"' + b"x" * 460 + b'"}}'
+    with tempfile.TemporaryDirectory() as folder:
+        spool = Spool(os.path.join(folder, "spool.db"), WRITE_KEY)
+        appended: List[int] = []
+        done = threading.Event()
+
+        def remove_in_batches() -> None:
+            while not done.is_set() or appended:
+                batch, appended[:100] = appended[:100], []
+                if batch:
+                    spool.remove(batch)
+                else:
+                    time.sleep(0.001)
+
+        remover = threading.Thread(target=remove_in_batches)
+        remover.start()
+        latencies = []
+        for _ in range(n):
+            start = time.perf_counter()
+            row = spool.append(data)
+            latencies.append(time.perf_counter() - start)
+            appended.append(row)
+        done.set()
+        remover.join()
+        left = spool.pending_count()
+        spool.close()
+    latencies.sort()
+    return {
+        "value": latencies[min(len(latencies) - 1, int(len(latencies) * 0.999))] * 1e6,
+        "p50_us": latencies[len(latencies) // 2] * 1e6,
+        "p99_us": latencies[int(len(latencies) * 0.99)] * 1e6,
+        "max_us": latencies[-1] * 1e6,
+        "sent": 0,
+        "accepted": 0,
+        "checks": [{"name": "every appended row removed", "expected": 0, "actual": left}],
+    }
+
+
 def measure_drops(library: str, host: str, n: int) -> Result:
     """``n`` tracks in a tight loop with the default ``max_queue_size`` (10,000), then flush.
 
@@ -278,6 +341,8 @@ MEASUREMENTS: Dict[str, Callable[..., Result]] = {
     "memory": measure_memory,
     "import": measure_import,
     "cold_start": measure_cold_start,
+    "persist_cpu": measure_persist_cpu,
+    "persist_p999": measure_persist_p999,
 }
 
 # These leave uploader threads stuck in a POST on purpose: exit without waiting for them.

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from analytics_core import spool as spool_module
-from analytics_core.spool import Spool, SpoolError
+from analytics_core.spool import CHECKPOINT_AFTER_APPENDS, CHECKPOINT_EVERY, Spool, SpoolError
 
 DRIVER = Path(__file__).resolve().parent / "spool_scripts" / "spool_driver.py"
 KEY = "wk-Sp00l-7f3a9c-never-on-disk"
@@ -459,7 +459,7 @@ def test_unusable_paths_raise_a_spool_error_naming_the_path(tmp_path, kind, reas
 
 _AS_NOBODY = """
 import os, re, sys
-from analytics_core.spool import Spool, SpoolError
+from analytics_core.spool import CHECKPOINT_AFTER_APPENDS, CHECKPOINT_EVERY, Spool, SpoolError
 # Imported first: the interpreter's own files may be closed to nobody (root's home).
 os.setgid(65534)
 os.setuid(65534)
@@ -568,3 +568,41 @@ def test_appends_from_threads_while_the_uploader_takes_and_removes(opened, path)
     for number in range(8):  # each thread's rows in its own order
         mine = [data for data in taken if data.startswith(f"{number}-".encode())]
         assert mine == [f"{number}-{index}".encode() for index in range(1, 500, 2)]
+
+
+# -- checkpoints: the uploader's, on a connection of its own ---------------------------------
+
+
+def wal_size(path):
+    wal = f"{path}-wal"
+    return os.path.getsize(wal) if os.path.exists(wal) else 0
+
+
+def test_removals_checkpoint_the_wal_into_the_database(opened, path):
+    spool = open_spool(opened, path)
+    # The appending connection never checkpoints inside a caller's commit.
+    assert spool._connection.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    size_before = os.path.getsize(path)
+    for _ in range(CHECKPOINT_EVERY):
+        spool.remove([spool.append(b"x" * 500) for _ in range(50)])
+    # The checkpoint copied the WAL's pages into the database file, which grew.
+    assert os.path.getsize(path) > size_before
+    assert spool.pending_count() == 0
+
+
+def test_appends_alone_keep_the_wal_bounded(opened, path):
+    # Nothing is removed (the tracking API is down): the appending thread checkpoints itself,
+    # and the WAL restarts from its beginning instead of growing with every message.
+    spool = open_spool(opened, path)
+    appends = 8 * CHECKPOINT_AFTER_APPENDS
+    sizes = []
+    for index in range(appends):
+        spool.append(b"y" * 500)
+        if index % 100 == 99:
+            sizes.append(wal_size(path))
+    assert spool.pending_count() == appends  # every row kept
+    # Each append adds a few pages; a WAL never reset would be past 8 times the first
+    # checkpoint's size by the end. It restarts instead: the last samples stay within it.
+    first_cycle = max(sizes[: CHECKPOINT_AFTER_APPENDS // 100 + 1])
+    assert max(sizes) <= first_cycle * 1.2, sizes
+    assert first_cycle < 8 * 1024 * 1024, sizes
