@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.middleware
+	$(BIN)/python -m bench.inprocess
 	$(BIN)/python -m bench.summary
 
 clean:

@@ -1,0 +1,261 @@
+"""``python -m bench.inprocess [--quick]``: what each integration adds to a request that sends
+nothing, measured in-process, without a server or a network in the way.
+
+For each framework the hello-world apps of :mod:`bench.middleware_apps` (``plain``: no
+analytics; ``integration``: the one-line set-up) are called directly, a WSGI call for Django and
+Flask and an ASGI call for Starlette, in many alternating rounds, plain and integration in turn,
+the order swapped every round so that neither always runs on a warmer machine: Flask's and
+Starlette's two apps in one process, Django's in a fresh process per round (its settings are
+one per process, and process-to-process variation makes its figure the noisiest). Each round
+times ``n`` requests after a warm-up. The result is the median of the rounds' µs per request
+for each variant, their difference (µs over the bare framework) and that difference as a share
+of the bare request.
+Results go to ``bench/results/inprocess.json``.
+
+``python -m bench.inprocess --round FRAMEWORK VARIANT N`` is one round (used by the above).
+"""
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from .collector import ROOT
+
+TARGET_SHARE = 0.02
+"""What the integration may add to a request that sends nothing: 2% of the bare request."""
+
+FRAMEWORKS = ("django", "flask", "starlette")
+RESULTS = ROOT / "bench" / "results" / "inprocess.json"
+_HEADERS = {
+    "HTTP_HOST": "127.0.0.1",
+    "HTTP_USER_AGENT": "Mozilla/5.0 (X11; Linux x86_64) bench",
+    "HTTP_ACCEPT": "text/html,application/xhtml+xml",
+    "HTTP_ACCEPT_LANGUAGE": "en-GB,en;q=0.9",
+}
+
+
+def _wsgi_round(app: Any, n: int) -> float:
+    def start_response(status: str, headers: List[Any], exc_info: Any = None) -> None:
+        return None
+
+    def one() -> None:
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/",
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "203.0.113.9",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(b""),
+            "wsgi.errors": sys.stderr,
+            "wsgi.version": (1, 0),
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            **_HEADERS,
+        }
+        body = app(environ, start_response)
+        try:
+            for _ in body:
+                pass
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+
+    for _ in range(max(200, n // 10)):  # warm-up
+        one()
+    start = time.perf_counter()
+    for _ in range(n):
+        one()
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def _asgi_round(app: Any, n: int) -> float:
+    headers = [
+        (b"host", b"127.0.0.1"),
+        (b"user-agent", _HEADERS["HTTP_USER_AGENT"].encode()),
+        (b"accept", _HEADERS["HTTP_ACCEPT"].encode()),
+        (b"accept-language", _HEADERS["HTTP_ACCEPT_LANGUAGE"].encode()),
+    ]
+
+    async def one() -> None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/",
+            "raw_path": b"/",
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "client": ("203.0.113.9", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+
+        async def receive() -> Dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Dict[str, Any]) -> None:
+            return None
+
+        await app(scope, receive, send)
+
+    async def rounds() -> float:
+        for _ in range(max(200, n // 10)):
+            await one()
+        start = time.perf_counter()
+        for _ in range(n):
+            await one()
+        return (time.perf_counter() - start) / n * 1e6
+
+    return asyncio.run(rounds())
+
+
+def one_round(framework: str, variant: str, n: int) -> float:
+    """µs per request of ``n`` in-process requests to the ``variant`` app of ``framework``."""
+    os.environ.update(
+        BENCH_FRAMEWORK=framework,
+        BENCH_VARIANT=variant,
+        BENCH_COLLECTOR="http://127.0.0.1:9",  # nothing is sent: the endpoint tracks nothing
+    )
+    from . import middleware_apps
+
+    if framework == "starlette":
+        return _asgi_round(middleware_apps.asgi, n)
+    return _wsgi_round(middleware_apps.wsgi, n)
+
+
+def paired_rounds(framework: str, rounds: int, n: int) -> Dict[str, List[float]]:
+    """Flask and Starlette: both apps built in one process, rounds alternating between them,
+    so that the process (its memory layout, its warm caches) is the same for both."""
+    os.environ.update(BENCH_FRAMEWORK=framework, BENCH_COLLECTOR="http://127.0.0.1:9")
+    from . import middleware_apps
+
+    apps = {}
+    for variant in ("plain", "integration"):
+        middleware_apps.INTEGRATED = variant == "integration"
+        build = (
+            middleware_apps._flask_wsgi if framework == "flask" else middleware_apps._starlette_asgi
+        )
+        apps[variant] = build()
+    timed = _wsgi_round if framework == "flask" else _asgi_round
+    samples: Dict[str, List[float]] = {"plain": [], "integration": []}
+    for index in range(rounds):
+        order = ("plain", "integration") if index % 2 == 0 else ("integration", "plain")
+        for variant in order:
+            samples[variant].append(timed(apps[variant], n))
+    return samples
+
+
+def _run_round(framework: str, variant: str, n: int) -> float:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.inprocess", "--round", framework, variant, str(n)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bench.inprocess: a {framework}/{variant} round failed:\n{done.stderr}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _run_paired(framework: str, rounds: int, n: int) -> Dict[str, List[float]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.inprocess", "--paired", framework, str(rounds), str(n)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bench.inprocess: the {framework} rounds failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(framework: str, rounds: int, n: int) -> Dict[str, Any]:
+    """Alternating rounds of both variants of ``framework``; medians and the overhead.
+    Django's settings are one per process, so each of its rounds is a process of its own."""
+    if framework != "django":
+        samples = _run_paired(framework, rounds, n)
+    else:
+        samples = {"plain": [], "integration": []}
+        for index in range(rounds):
+            order = ("plain", "integration") if index % 2 == 0 else ("integration", "plain")
+            for variant in order:
+                samples[variant].append(_run_round(framework, variant, n))
+    plain = statistics.median(samples["plain"])
+    integrated = statistics.median(samples["integration"])
+    added = integrated - plain
+    return {
+        "framework": framework,
+        "rounds": rounds,
+        "requests_per_round": n,
+        "plain_us": plain,
+        "integration_us": integrated,
+        "added_us": added,
+        "added_share": added / plain,
+        "target_met": added / plain <= TARGET_SHARE,
+        "samples": samples,
+    }
+
+
+def format_table(results: List[Dict[str, Any]]) -> str:
+    """The results as a text table."""
+    lines = [
+        "in-process overhead of the integration, a request that sends nothing "
+        f"(median of {results[0]['rounds']} alternating rounds each):",
+        f"{'framework':<10} {'plain µs':>9} {'with µs':>9} {'added µs':>9} {'share':>7}  target",
+    ]
+    for result in results:
+        verdict = "met" if result["target_met"] else "MISSED"
+        lines.append(
+            f"{result['framework']:<10} {result['plain_us']:>9.1f} {result['integration_us']:>9.1f}"
+            f" {result['added_us']:>9.1f} {result['added_share']:>7.1%}  "
+            f"≤ {TARGET_SHARE:.0%} {verdict}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Measure every framework (or run one round with ``--round``) and print the table."""
+    parser = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 500 requests")
+    parser.add_argument("--round", nargs=3, metavar=("FRAMEWORK", "VARIANT", "N"))
+    parser.add_argument("--paired", nargs=3, metavar=("FRAMEWORK", "ROUNDS", "N"))
+    parser.add_argument("--only", help="comma-separated frameworks")
+    args = parser.parse_args(argv)
+    if args.paired:
+        framework, rounds, n = args.paired
+        print(json.dumps(paired_rounds(framework, int(rounds), int(n))))
+        return 0
+    if args.round:
+        framework, variant, n = args.round
+        print(f"{one_round(framework, variant, int(n)):.3f}")
+        return 0
+    rounds, n = (3, 500) if args.quick else (11, 5000)
+    frameworks = [f for f in (args.only or ",".join(FRAMEWORKS)).split(",") if f]
+    results = [measure(framework, rounds, n) for framework in frameworks]
+    print(format_table(results))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"results: {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
