@@ -264,7 +264,8 @@ def make_call(target, reports, name, args, kwargs):
     ok, message = result
     assert ok is True or ok is False
     assert type(message) is dict and message["type"] == name
-    data = encode_message(message)
+    # What was sent: the message without the keys returned as None for analytics-python's sake.
+    data = encode_message({key: value for key, value in message.items() if value is not None})
     decoded = _strict_loads(data)  # valid UTF-8 JSON, no NaN
     assert isinstance(decoded["messageId"], str) and decoded["messageId"]
     assert decoded["context"]["library"]["name"] == "analytics-core"
