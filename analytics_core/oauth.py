@@ -18,8 +18,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import requests
 
 from .errors import OAuthError
-from .requests_hooks import answer_of_double
-from .transport import read_answer
+from .transport import settled_answer
 
 logger = logging.getLogger("segment")
 
@@ -188,10 +187,9 @@ class OAuthTokenManager:
                     proxies=self.proxies,
                     stream=True,
                 )
-                if isinstance(response, requests.Response):
-                    read_answer(response)  # a token answer is small; a huge one fails the try
-                else:  # a test's double answered (a patched requests), as Segment's tests do
-                    response = answer_of_double(response)
+                # A token answer is small: a huge one fails the try. A test's double (a patched
+                # requests, as Segment's tests use) is read as such.
+                response = settled_answer(response)
             except requests.RequestException as exc:
                 # The exception keeps the prepared request (and so the assertion) in .request:
                 # copy only its text, and do not chain it onto the error we raise.

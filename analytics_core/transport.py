@@ -217,6 +217,19 @@ def read_answer(response: requests.Response, limit: int = MAX_ANSWER_BYTES) -> b
     return content
 
 
+def settled_answer(response: Any, limit: int = MAX_ANSWER_BYTES) -> Any:
+    """What ``requests`` answered, read: a ``requests.Response`` (asked with ``stream=True``)
+    has its body read as :func:`read_answer` reads it; anything else came from a test's patched
+    ``requests`` (a ``Mock``, a stub object) and is read as such
+    (:func:`~analytics_core.requests_hooks.answer_of_double`). The batch POST and the OAuth
+    token request both go through here."""
+    load_http()
+    if isinstance(response, requests.Response):
+        read_answer(response, limit)
+        return response
+    return answer_of_double(response)
+
+
 def scrubbed(error: BaseException, secrets: Iterable[str] = ()) -> BaseException:
     """``error`` raised again without what requests attached to it: a new exception of the same
     type with the same text (``secrets`` redacted), no ``request``, ``response`` or cause.
@@ -408,11 +421,10 @@ class Transport:
         error: Optional[BaseException] = None
         try:
             post = poster() or session.post
-            response = post(self.url, data=data, headers=headers, timeout=timeout, stream=True)
-            if isinstance(response, requests.Response):
-                read_answer(response, self.max_answer)
-            else:  # a test's double answered (a patched requests)
-                response = answer_of_double(response)
+            response = settled_answer(
+                post(self.url, data=data, headers=headers, timeout=timeout, stream=True),
+                self.max_answer,
+            )
         except requests.RequestException as exc:
             error = scrubbed(exc, self._secrets + (headers.get("Authorization", ""),))
         if error is not None:

@@ -159,23 +159,10 @@ def paired_rounds(framework: str, rounds: int, n: int) -> Dict[str, List[float]]
     return samples
 
 
-def _run_round(framework: str, variant: str, n: int) -> float:
+def _last_line_of(*args: str) -> str:
+    """The last line ``python -m bench.inprocess ARGS`` prints, in a fresh process."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.inprocess", "--round", framework, variant, str(n)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"bench.inprocess: a {framework}/{variant} round failed:\n{done.stderr}")
-    return float(done.stdout.strip().splitlines()[-1])
-
-
-def _run_paired(framework: str, rounds: int, n: int) -> Dict[str, List[float]]:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.inprocess", "--paired", framework, str(rounds), str(n)],
+        [sys.executable, "-m", "bench.inprocess", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -183,8 +170,16 @@ def _run_paired(framework: str, rounds: int, n: int) -> Dict[str, List[float]]:
         check=False,
     )
     if done.returncode != 0:
-        raise SystemExit(f"bench.inprocess: the {framework} rounds failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"bench.inprocess {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _run_round(framework: str, variant: str, n: int) -> float:
+    return float(_last_line_of("--round", framework, variant, str(n)))
+
+
+def _run_paired(framework: str, rounds: int, n: int) -> Dict[str, List[float]]:
+    return json.loads(_last_line_of("--paired", framework, str(rounds), str(n)))
 
 
 def measure(framework: str, rounds: int, n: int) -> Dict[str, Any]:

@@ -35,12 +35,12 @@ from analytics_core.collector.access import write_key_fingerprint as fingerprint
 from analytics_core.transport import RetryPolicy
 from analytics_core.version import VERSION
 from tests.support.forking import wait_child
+from tests.support.wire import sent_part, wire
 
 ROOT = Path(__file__).resolve().parents[1]
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 LIBRARY = {"name": "analytics-core", "version": VERSION}
 COMMON_FIELDS = {"type", "messageId", "timestamp", "context", "integrations"}
-STORE_FIELDS = {"_id", "_received_at", "_write_key_fingerprint"}
 
 
 def fast_retry(max_retries=3):
@@ -62,17 +62,6 @@ def make_client(collector):
     yield build
     for client in clients:
         client.shutdown(timeout=2)
-
-
-def wire(event):
-    """A stored message without the collector's own bookkeeping fields."""
-    return {key: value for key, value in event.items() if key not in STORE_FIELDS}
-
-
-def sent_part(message):
-    """What of a returned message goes on the wire: the keys analytics-python returns as None
-    (``anonymousId``, a page's ``name``...) are left out of what is sent."""
-    return {key: value for key, value in message.items() if value is not None}
 
 
 def assert_common(stored, kind, sent):

@@ -13,11 +13,10 @@ import threading
 import time
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from analytics_core import Client
 from tests.support.forking import wait_child
+from tests.support.keys import rsa_key_pair
 
 pytestmark = [
     pytest.mark.analytics_send,
@@ -28,12 +27,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def private_key():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
+    return rsa_key_pair()[0]
 
 
 class TokenServer(http.server.ThreadingHTTPServer):

@@ -28,11 +28,11 @@ from hypothesis import strategies as st
 import analytics_core
 from analytics_core import Client, MessageTooLargeError, ValidationError, encoding
 from analytics_core.encoding import MAX_MESSAGE_BYTES, encode_message
+from tests.support.wire import sent_part, wire
 
 from .support.hostile_values import BrokenZone, NumberRaises, Raises, TextRaises
 
 WRITE_KEY = "wk-fuzz"
-STORE_FIELDS = {"_id", "_received_at", "_write_key_fingerprint"}
 
 # Each call's parameters in Segment's order (the README's table).
 CALLS = {
@@ -265,7 +265,7 @@ def make_call(target, reports, name, args, kwargs):
     assert ok is True or ok is False
     assert type(message) is dict and message["type"] == name
     # What was sent: the message without the keys returned as None for analytics-python's sake.
-    data = encode_message({key: value for key, value in message.items() if value is not None})
+    data = encode_message(sent_part(message))
     decoded = _strict_loads(data)  # valid UTF-8 JSON, no NaN
     assert isinstance(decoded["messageId"], str) and decoded["messageId"]
     assert decoded["context"]["library"]["name"] == "analytics-core"
@@ -321,10 +321,6 @@ def test_fuzzed_module_level_calls_without_sending():
     assert analytics_core.default_client.send is False
 
 
-def wire(event):
-    return {key: value for key, value in event.items() if key not in STORE_FIELDS}
-
-
 def canonical(value):
     return json.dumps(value, sort_keys=True)
 
@@ -350,8 +346,7 @@ def test_fuzzed_calls_against_a_sending_client_then_it_still_delivers(collector,
         if result is not None and result[0]:
             # What the collector must hold: the message as the client encoded it (without the
             # keys returned as None for analytics-python's sake, which are not sent).
-            sent = {key: value for key, value in result[1].items() if value is not None}
-            accepted.append(canonical(_strict_loads(encode_message(sent))))
+            accepted.append(canonical(_strict_loads(encode_message(sent_part(result[1])))))
 
     try:
         fuzz()

@@ -10,6 +10,7 @@ import analytics_core
 from analytics_core import Client, ValidationError, ids
 from analytics_core.context import RequestContext, reset_request_context, set_request_context
 from analytics_core.version import VERSION
+from tests.support.wire import sent_part
 
 LIBRARY = {"name": "analytics-core", "version": VERSION}
 
@@ -340,7 +341,7 @@ def test_page_without_name_or_category(client, kind, analytics_events):
     assert message["properties"] == {}
     (sent,) = analytics_events
     assert not {"name", "category", "anonymousId"} & set(sent)
-    assert {key: value for key, value in message.items() if value is not None} == sent
+    assert sent_part(message) == sent
 
 
 def test_group_fields(client):

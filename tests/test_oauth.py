@@ -10,11 +10,10 @@ import jwt
 import pytest
 import requests
 import responses
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from analytics_core.errors import OAuthError
 from analytics_core.oauth import ASSERTION_TYPE, OAuthTokenManager
+from tests.support.keys import rsa_key_pair
 
 AUTH_SERVER = "https://oauth.test"
 TOKEN_URL = AUTH_SERVER + "/token"
@@ -23,13 +22,7 @@ TOKEN_URL = AUTH_SERVER + "/token"
 @pytest.fixture(scope="module")
 def rsa_keys():
     """A real 2048-bit key pair: (private PEM text, public key object)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return pem, key.public_key()
+    return rsa_key_pair()
 
 
 class FakeClock:

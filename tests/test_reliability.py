@@ -28,9 +28,9 @@ from collections import Counter
 import pytest
 
 from analytics_core import APIError, Client, QueueFullError
+from tests.support.wire import sent_part, wire
 
 WRITE_KEY = "wk-reliability"
-STORE_FIELDS = {"_id", "_received_at", "_write_key_fingerprint"}
 # A sanity bound for one call, not a benchmark: a call that waited on the network would take
 # a timeout (seconds), a call that does not takes microseconds.
 CALL_BOUND = 0.05
@@ -52,17 +52,6 @@ def clients(collector):
     yield build
     for client in made:
         client.shutdown(timeout=2)
-
-
-def wire(event):
-    """A stored message without the collector's own bookkeeping fields."""
-    return {key: value for key, value in event.items() if key not in STORE_FIELDS}
-
-
-def sent_part(message):
-    """A returned message without the keys returned as None for analytics-python's sake
-    (``anonymousId``...), which are not sent."""
-    return {key: value for key, value in message.items() if value is not None}
 
 
 def copies_by_message_id(events):
