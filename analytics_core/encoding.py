@@ -103,14 +103,26 @@ _ORJSON_OPTIONS = 0  # set by _load_orjson()
 _PLAIN_TZINFO = (type(None), _dt.timezone)
 
 
-def _orjson_default(value: Any) -> Any:
-    if type(value) is _dt.datetime and (
-        type(value.tzinfo) in _PLAIN_TZINFO or type(value.tzinfo) is _loaded("zoneinfo", "ZoneInfo")
-    ):
-        # A fraction of isoformat()'s cost; any other tzinfo runs its code in Python, where
-        # an exception can be handled.
-        return _orjson.Fragment(_orjson.dumps(value))
-    return _default(value)
+def _orjson_default_for(orjson: Any) -> Callable[[Any], Any]:
+    """The ``default`` hook for ``orjson``, its names bound once (it runs for every datetime)."""
+    dumps = orjson.dumps
+    fragment = orjson.Fragment
+    datetime_type = _dt.datetime
+    plain_tzinfo = _PLAIN_TZINFO
+
+    def default(value: Any) -> Any:
+        if type(value) is datetime_type:
+            tzinfo_type = type(value.tzinfo)
+            if tzinfo_type in plain_tzinfo or tzinfo_type is _loaded("zoneinfo", "ZoneInfo"):
+                # A fraction of isoformat()'s cost; any other tzinfo runs its code in Python,
+                # where an exception can be handled.
+                return fragment(dumps(value))
+        return _default(value)
+
+    return default
+
+
+_orjson_default: Callable[[Any], Any] = _default  # set by _load_orjson()
 
 
 def _encode_orjson(message: Dict[str, Any]) -> bytes:
@@ -163,7 +175,7 @@ def _encode_stdlib(message: Dict[str, Any]) -> bytes:
 
 def _load_orjson() -> bool:
     """Import orjson the first time it is wanted; whether it is installed."""
-    global _orjson, _orjson_looked_up, _ORJSON_OPTIONS
+    global _orjson, _orjson_looked_up, _ORJSON_OPTIONS, _orjson_default
     if not _orjson_looked_up:
         try:
             import orjson
@@ -171,6 +183,7 @@ def _load_orjson() -> bool:
             orjson = None
         if orjson is not None:
             _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
+            _orjson_default = _orjson_default_for(orjson)
         _orjson = orjson
         _orjson_looked_up = True
     return _orjson is not None

@@ -1,6 +1,7 @@
 """Building and validating messages: programmer errors raise; valid calls give the wire form."""
 
 import datetime as dt
+import threading
 import uuid
 
 import pytest
@@ -518,7 +519,6 @@ def test_reset_request_context_restores_previous(client):
 
 
 def test_request_context_is_per_thread(client, request_context):
-    import threading
 
     request_context(user_id="main-thread")
     results = {}
@@ -561,6 +561,42 @@ def test_reset_after_fork_forgets_the_buffer():
     ids.reset_after_fork()
     values = {ids.new_message_id() for _ in range(600)}
     assert len(values) == 600
+
+
+def test_ids_drawn_ahead_by_another_thread_are_never_given_out_twice():
+    # The uploader draws the next ids (prepare_message_ids) while callers' threads pop them.
+    ids.reset_after_fork()
+    drawn: list = []
+    stop = threading.Event()
+
+    def preparer():
+        while not stop.is_set():
+            ids.prepare_message_ids()
+
+    def caller():
+        drawn.extend(ids.new_message_id() for _ in range(20_000))
+
+    helper = threading.Thread(target=preparer)
+    helper.start()
+    callers = [threading.Thread(target=caller) for _ in range(4)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join()
+    stop.set()
+    helper.join()
+    assert len(drawn) == 80_000
+    assert len(set(drawn)) == len(drawn)
+    assert all(v[14] == "4" and v[19] in "89ab" and len(v) == 36 for v in drawn)
+
+
+def test_reset_after_fork_forgets_ids_drawn_ahead_too():
+    ids.reset_after_fork()
+    ids.prepare_message_ids()
+    ahead = set(ids._source._reserve)
+    ids.reset_after_fork()  # as in a forked child: the parent may give these out
+    child = {ids.new_message_id() for _ in range(2000)}
+    assert not child & ahead
 
 
 def test_now_iso_is_aware_and_close_to_now():
