@@ -12,6 +12,7 @@ client was dropped delivers what it holds, then its uploaders end (see :meth:`Pi
 """
 
 import collections
+import itertools
 import logging
 import os
 import threading
@@ -20,7 +21,9 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Set
 
 from .encoding import MAX_BATCH_BYTES, batch_overhead, join_batch
 from .errors import APIError
-from .ids import now_iso
+from .gil import yield_gil
+from .ids import now_iso, prepare_message_ids
+from .packing import Packed, pack, unpack
 from .threads import start_thread
 from .transport import Transport
 
@@ -36,6 +39,28 @@ SPOOL_CHECK_INTERVAL = 5.0
 
 IDLE_CHECK_INTERVAL = 5.0
 """An idle uploader looks whether its client was dropped at least this often (see release())."""
+
+YIELD_EVERY = 4
+"""With four batches or more waiting, the caller lets go of the GIL on every 4th call."""
+
+SLEEP_EVERY = 64
+"""... and sleeps for an instant on every 64th, so that a sleeping uploader can take it."""
+
+PACE_SHARE = 0.75
+"""Past this share of ``max_queue_size`` a caller waits for the uploader (see _keep_pace)."""
+
+PACE_WAIT = 0.002
+"""The longest one call waits there: about one batch's round trip to a nearby API."""
+
+STALL_AFTER = 0.1
+"""A batch out this long (seconds) means a slow network or API: the backlog gets packed."""
+
+PACK_RUN = 256
+"""Messages per packed run: large enough to compress well, small enough to unpack quickly."""
+
+PACK_AFTER = 2 * PACK_RUN
+"""Packing starts when this many messages wait behind the packed runs (and the uploader's
+next two batches)."""
 
 ABORT_GRACE = 0.1
 """Seconds a shutdown that gave up still lets the uploaders close their connections."""
@@ -104,8 +129,10 @@ class Pipeline:
         self.thread_count = max(1, threads)
         self.on_failure = on_failure
         self.batch_limit = MAX_BATCH_BYTES - batch_overhead(self.write_key)
-        # Four batches waiting means the uploader is behind (see put()).
+        # Four batches waiting means the uploader is behind (see _keep_pace()).
         self._yield_above = max(self.upload_size, min(4 * self.upload_size, max_queue_size // 2))
+        self._pace_above = max(self._yield_above, int(max_queue_size * PACE_SHARE))
+        self._keep_unpacked = min(2 * self.upload_size, PACK_RUN)
         self.spool = spool
         self.shutdown_timeout = shutdown_timeout
         """The client's ``shutdown_timeout``: what the exit allows a dropped client's pipeline."""
@@ -117,6 +144,12 @@ class Pipeline:
         self._has_items = threading.Condition(self._lock)
         self._progress = threading.Condition(self._lock)
         self._room = threading.Condition(self._lock)  # a batch was delivered or reported
+        # Waiting messages, oldest first: _head (unpacked, taken next), then runs packed while the
+        # uploader was stalled (see _pack_run), then _queue, where put() appends. Without a
+        # stall only _queue is used. _set_aside counts the messages in _head and _packed.
+        self._head: collections.deque = collections.deque()
+        self._packed: collections.deque[Packed] = collections.deque()
+        self._set_aside = 0
         self._queue: collections.deque = collections.deque()
         self._queued_bytes = 0
         self._queued_total = 0  # messages ever accepted; message n has sequence number n - 1
@@ -132,6 +165,8 @@ class Pipeline:
         self._live = 0  # uploader threads that have not ended
         self._next_batch_id = 0
         self._flush_target = 0  # send without waiting while taken_total is below this
+        self._retrying = False  # a batch is being retried: the API is failing (see put())
+        self._progress_at = time.monotonic()  # a batch finished, or left with none in flight
         self._idle_uploaders = 0
         self._stopping = False
         self._threads: List[threading.Thread] = []
@@ -161,7 +196,8 @@ class Pipeline:
         """
         with self._lock:
             queue = self._queue
-            size = len(queue)
+            tail = len(queue)
+            size = tail + self._set_aside
             # Messages in flight count against the bound too: memory holds at most
             # max_queue_size messages whatever the uploader is doing.
             if size + self._in_flight_count >= self.max_queue_size:
@@ -171,7 +207,8 @@ class Pipeline:
                     return False
                 if not self._wait_for_room(block):
                     return False
-                size = len(queue)
+                tail = len(queue)
+                size = tail + self._set_aside
             if self.spool is not None:
                 self._rows.append(self._spool_append(data, True))
             queue.append(data)
@@ -187,24 +224,90 @@ class Pipeline:
                 or self._queued_bytes >= self.batch_limit
             ):
                 self._has_items.notify()
+            if tail >= PACK_AFTER and self._stalled():
+                self._pack_run()
         if not self._running:
             self._start()
-        elif size >= self._yield_above and not size & 3:
-            # Four batches or more wait: the queue fills faster than the uploader drains it,
-            # most likely a caller in a tight loop, which holds the GIL for the whole switch
-            # interval (5 ms) each time the uploader comes back from the network and wants it.
-            # Letting go of the GIL on every fourth call hands it over at once; the caller
-            # slows to the uploader's pace instead of overflowing the queue (0 instead of
-            # ~30,000 of 50,000 dropped in the benchmark's tight loop), and the uploader keeps
-            # the collector busy (about 38,000 instead of 30,000 delivered/s when the threshold
-            # was half of max_queue_size). A caller that stays below it pays nothing for this.
-            time.sleep(0)
+        elif size >= self._yield_above:
+            self._keep_pace(size)
         return True
+
+    def _keep_pace(self, size: int) -> None:
+        """The caller's side when four batches or more wait (``size`` messages queued).
+
+        The queue fills faster than the uploader drains it: most likely a caller in a tight
+        loop, which holds the GIL for the whole switch interval (5 ms) each time the uploader
+        comes back from the network and wants it, so the uploader falls further behind and
+        the queue overflows (about 30,000 of 50,000 dropped in the benchmark's tight loop).
+
+        - On every ``YIELD_EVERY``-th call the caller lets go of the GIL for a moment
+          (:func:`yield_gil`, under a µs): an uploader that is already awake takes it.
+        - On every ``SLEEP_EVERY``-th call it sleeps for an instant (``time.sleep(0)``, ~100 µs
+          of wall time here): long enough for a sleeping uploader to wake and take the GIL,
+          so it gets it within a fraction of a millisecond, not 5 ms.
+        - Past ``PACE_SHARE`` of ``max_queue_size``, while the uploader is delivering (not
+          retrying a failure), the caller waits for the next batch to finish, at most
+          ``PACE_WAIT`` seconds: a producer that outruns the network slows to its pace
+          instead of losing events. While the API fails, waiting would only slow the
+          application, so a full queue drops at once, as without pacing; with a spool,
+          overflow goes to the spool, so nobody waits.
+
+        time.sleep(0) on every fourth call, as earlier versions did, cost ~48 µs of CPU per
+        sleep on Linux (a timer and the thread's 50 µs timer slack): 4 µs of every call.
+        """
+        if (
+            size + self._in_flight_count >= self._pace_above
+            and self.spool is None
+            and not self._retrying
+            and threading.current_thread() not in self._threads
+        ):
+            with self._lock:
+                if self._waiting() + self._in_flight_count >= self._pace_above:
+                    self._has_items.notify()  # a batch is due now, not at the interval's end
+                    self._room.wait(PACE_WAIT)
+        elif not size % SLEEP_EVERY:
+            time.sleep(0)
+        elif not size % YIELD_EVERY:
+            yield_gil()
+
+    def _waiting(self) -> int:
+        """Under the lock: messages waiting in memory for an uploader."""
+        return len(self._queue) + self._set_aside
+
+    def _stalled(self) -> bool:
+        """Under the lock: the uploader is not getting batches through (one has been out for
+        ``STALL_AFTER`` seconds, or it is retrying a failure), so the queue will keep growing."""
+        return self._retrying or (
+            self._in_flight_count > 0 and time.monotonic() - self._progress_at >= STALL_AFTER
+        )
+
+    def _pack_run(self) -> None:
+        """Under the lock, the uploader stalled: compress the oldest ``PACK_RUN`` messages of
+        ``_queue`` into one run (see :mod:`.packing`). The uploader's next messages stay
+        unpacked in ``_head``, so a stall that ends costs it no unpacking at first."""
+        queue = self._queue
+        head = self._head
+        if not self._packed:  # only then is _queue's front next after _head
+            keep = self._keep_unpacked - len(head)
+            for _ in range(max(0, min(keep, len(queue) - PACK_RUN))):
+                head.append(queue.popleft())
+                self._set_aside += 1
+        if len(queue) < PACK_RUN:
+            return
+        try:
+            run = pack(list(itertools.islice(queue, PACK_RUN)))
+        except Exception:  # (MemoryError) they stay as they are: nothing is lost
+            logger.exception("analytics: could not pack the queue's backlog")
+            return
+        for _ in range(PACK_RUN):
+            queue.popleft()
+        self._packed.append(run)
+        self._set_aside += PACK_RUN
 
     def _wait_for_room(self, seconds: float) -> bool:
         """Under the lock: wait until the queue has room, at most ``seconds``."""
         deadline = time.monotonic() + seconds
-        while len(self._queue) + self._in_flight_count >= self.max_queue_size:
+        while self._waiting() + self._in_flight_count >= self.max_queue_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -250,7 +353,7 @@ class Pipeline:
         if spool is None:
             return
         with self._lock:
-            room = self.max_queue_size - len(self._queue) - self._in_flight_count
+            room = self.max_queue_size - self._waiting() - self._in_flight_count
             if room <= 0 or (self._backlog <= 0 and time.monotonic() < self._next_spool_check):
                 return
             self._next_spool_check = time.monotonic() + SPOOL_CHECK_INTERVAL
@@ -281,7 +384,7 @@ class Pipeline:
     def counts(self) -> Dict[str, int]:
         """Accepted, waiting (in the queue), in flight, delivered, failed, retried: one snapshot."""
         with self._lock:
-            waiting = len(self._queue) + self._backlog
+            waiting = self._waiting() + self._backlog
             return {
                 "accepted": self.accepted,
                 "recovered": self.recovered,
@@ -366,6 +469,8 @@ class Pipeline:
         try:
             while True:
                 try:
+                    # Between batches: the next message ids, so callers need not draw them.
+                    prepare_message_ids()
                     self._refill_from_spool()
                     if not self._send_one_batch(None, wait=True, generation=generation):
                         return
@@ -398,7 +503,7 @@ class Pipeline:
         if wait:
             if generation is not None and generation != self._generation:
                 return None
-            while not queue:
+            while not queue and not self._set_aside:
                 if self._stopping or self._released:
                     return None
                 if self._backlog:
@@ -411,14 +516,14 @@ class Pipeline:
                     IDLE_CHECK_INTERVAL if self.spool is None else SPOOL_CHECK_INTERVAL
                 )
                 self._idle_uploaders -= 1
-                if not woken and not queue:
+                if not woken and not queue and not self._set_aside:
                     return -1, []
             due = time.monotonic() + self.upload_interval
             # Due early: a full batch, a full batch's bytes, a full queue (max_queue_size may be
             # below upload_size), or a flush waiting for these messages.
             while (
-                len(queue) < self.upload_size
-                and len(queue) + self._in_flight_count < self.max_queue_size
+                len(queue) + self._set_aside < self.upload_size
+                and len(queue) + self._set_aside + self._in_flight_count < self.max_queue_size
                 and self._queued_bytes < self.batch_limit
                 and self._taken_total >= self._flush_target
                 and not self._stopping
@@ -430,19 +535,29 @@ class Pipeline:
                 self._idle_uploaders += 1
                 self._has_items.wait(remaining)
                 self._idle_uploaders -= 1
-            if not queue:
+            if not queue and not self._set_aside:
                 return None if self._stopping else (-1, [])
-        elif not queue:
+        elif not queue and not self._set_aside:
             return None
         batch: List[bytes] = []
         size = 0
-        while queue and len(batch) < self.upload_size:
-            item_size = len(queue[0]) + 1
+        head = self._head
+        while len(batch) < self.upload_size:
+            if not head and self._packed:
+                head.extend(unpack(self._packed.popleft()))
+            source = head if head else queue
+            if not source:
+                break
+            item_size = len(source[0]) + 1
             if batch and size + item_size > self.batch_limit:
                 break
-            batch.append(queue.popleft())
+            batch.append(source.popleft())
             size += item_size
+            if source is head:
+                self._set_aside -= 1
         self._queued_bytes -= size - len(batch)
+        if not self._in_flight:
+            self._progress_at = time.monotonic()
         batch_id = self._next_batch_id
         self._next_batch_id += 1
         self._in_flight[batch_id] = self._taken_total
@@ -503,6 +618,8 @@ class Pipeline:
                     self.delivered += len(batch)
                 else:
                     self.failed += len(batch)
+                self._retrying = not delivered
+                self._progress_at = time.monotonic()
                 self._progress.notify_all()
                 self._room.notify_all()
         if late:
@@ -542,6 +659,7 @@ class Pipeline:
     def _count_retry(self, attempt: int, error: BaseException) -> None:
         with self._lock:
             self.retried += 1
+            self._retrying = True
 
     def _report(self, error: BaseException, batch: List[bytes]) -> None:
         logger.warning("analytics: could not deliver %d message(s): %s", len(batch), error)
@@ -614,7 +732,13 @@ class Pipeline:
                 self._abandoned.add(batch_id)
                 self._in_flight_count -= len(items)
                 stranded.extend(items)
-            leftover = list(self._queue)
+            leftover = list(self._head)
+            for run in self._packed:
+                leftover.extend(unpack(run))
+            leftover.extend(self._queue)
+            self._head.clear()
+            self._packed.clear()
+            self._set_aside = 0
             self._queue.clear()
             self._rows.clear()
             self._taken_total += len(leftover)

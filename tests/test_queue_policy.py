@@ -58,6 +58,37 @@ def test_block_loses_nothing_from_a_tight_loop_with_a_tiny_queue(clients, collec
     assert_balanced(stats)
 
 
+def test_a_tight_loop_outrunning_the_network_is_slowed_not_dropped(clients, collector):
+    # Each POST takes 20 ms: 100 events per 20 ms is far slower than a tight loop. With the
+    # default on_full (drop), the caller is paced once the queue is three quarters full, so
+    # nothing is lost; each paced call waits at most PACE_WAIT.
+    client = make(clients, collector, max_queue_size=1000)
+    collector.set_faults([{"status": 200, "delay": 0.02, "times": 1000}])
+    results = [client.track("importer", "Imported", {"row": row})[0] for row in range(6000)]
+    assert results.count(False) == 0
+    assert client.flush(timeout=60)
+    assert collector.stats()["messages"] == 6000
+    stats = client.stats()
+    assert (stats["accepted"], stats["delivered"], stats["dropped"]) == (6000, 6000, 0)
+    assert_balanced(stats)
+
+
+def test_while_the_api_fails_a_full_queue_still_drops(clients, collector):
+    # Pacing only slows a caller while batches get delivered: with every POST failing (and
+    # retried), the queue fills and overflow is dropped and reported as before.
+    reports = []
+    client = make(
+        clients, collector, max_queue_size=200, on_error=lambda error, items: reports.extend(items)
+    )
+    collector.set_faults([{"status": 500, "times": 1000}])
+    results = [client.track("u", "Refused", {"i": i})[0] for i in range(2000)]
+    assert results.count(False) >= 1000
+    assert client.stats()["dropped"] == results.count(False)
+    collector.clear_faults()
+    assert client.flush(timeout=30)
+    assert_balanced(client.stats())
+
+
 def test_block_gives_up_after_on_full_timeout_and_reports(clients, collector):
     reports = []
     client = make(
