@@ -35,6 +35,10 @@ class Packed:
         """How many messages the run holds."""
         return len(self.lengths)
 
+    def unpack(self) -> List[bytes]:
+        """The run's messages (see :func:`unpack`)."""
+        return unpack(self)
+
 
 def pack(messages: List[bytes]) -> Packed:
     """Compress ``messages`` (each under 64 KB) into one :class:`Packed` run."""

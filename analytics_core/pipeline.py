@@ -23,11 +23,11 @@ from .encoding import MAX_BATCH_BYTES, batch_overhead, join_batch
 from .errors import APIError
 from .gil import yield_gil
 from .ids import now_iso, prepare_message_ids
-from .packing import Packed, pack, unpack
 from .threads import start_thread
 from .transport import Transport
 
 if TYPE_CHECKING:  # the spool (and sqlite3) is imported only by clients that use one
+    from .packing import Packed  # zlib too: only a stalled uploader's backlog is packed
     from .spool import Spool
 
 logger = logging.getLogger("segment")
@@ -294,6 +294,8 @@ class Pipeline:
                 self._set_aside += 1
         if len(queue) < PACK_RUN:
             return
+        from .packing import pack
+
         try:
             run = pack(list(itertools.islice(queue, PACK_RUN)))
         except Exception:  # (MemoryError) they stay as they are: nothing is lost
@@ -544,7 +546,7 @@ class Pipeline:
         head = self._head
         while len(batch) < self.upload_size:
             if not head and self._packed:
-                head.extend(unpack(self._packed.popleft()))
+                head.extend(self._packed.popleft().unpack())
             source = head if head else queue
             if not source:
                 break
@@ -734,7 +736,7 @@ class Pipeline:
                 stranded.extend(items)
             leftover = list(self._head)
             for run in self._packed:
-                leftover.extend(unpack(run))
+                leftover.extend(run.unpack())
             leftover.extend(self._queue)
             self._head.clear()
             self._packed.clear()
