@@ -260,6 +260,7 @@ class Pipeline:
             and self.spool is None
             and not self._retrying
             and threading.current_thread() not in self._threads
+            and self._uploaders_alive()
         ):
             with self._lock:
                 if self._waiting() + self._in_flight_count >= self._pace_above:
