@@ -116,14 +116,13 @@ current_request_context: "Callable[[], Optional[RequestContext]]" = _request.get
 itself, so the hot path pays no extra Python call)."""
 
 
-def set_request_context(value: Optional[RequestContext]) -> contextvars.Token:
-    """Make ``value`` the current request context; returns a token to reset it with."""
-    return _request.set(value)
+set_request_context: "Callable[[Optional[RequestContext]], contextvars.Token]" = _request.set
+"""Make ``value`` the current request context; returns a token to reset it with
+(``ContextVar.set`` itself: integrations call it on every request, most of which send nothing)."""
 
-
-def reset_request_context(token: contextvars.Token) -> None:
-    """Restore the context that was current before :func:`set_request_context`."""
-    _request.reset(token)
+reset_request_context: "Callable[[contextvars.Token], None]" = _request.reset
+"""Restore the context that was current before :func:`set_request_context` (``ContextVar.reset``
+itself; ``ValueError`` for a token made in another ``contextvars.Context``)."""
 
 
 def set_user_id(user_id: Any) -> bool:

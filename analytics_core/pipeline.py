@@ -542,22 +542,7 @@ class Pipeline:
                 return None if self._stopping else (-1, [])
         elif not queue and not self._set_aside:
             return None
-        batch: List[bytes] = []
-        size = 0
-        head = self._head
-        while len(batch) < self.upload_size:
-            if not head and self._packed:
-                head.extend(self._packed.popleft().unpack())
-            source = head if head else queue
-            if not source:
-                break
-            item_size = len(source[0]) + 1
-            if batch and size + item_size > self.batch_limit:
-                break
-            batch.append(source.popleft())
-            size += item_size
-            if source is head:
-                self._set_aside -= 1
+        batch, size = self._take_messages()
         self._queued_bytes -= size - len(batch)
         if not self._in_flight:
             self._progress_at = time.monotonic()
@@ -571,6 +556,37 @@ class Pipeline:
             rows = self._rows
             self._batch_rows[batch_id] = [rows.popleft() for _ in batch]
         return batch_id, batch
+
+    def _take_messages(self) -> "tuple[List[bytes], int]":
+        """Under the lock: the next batch's messages, oldest first, and their size in the batch
+        (each message's bytes and a comma): at most ``upload_size`` of them, within
+        ``batch_limit`` bytes (a first message is taken whatever its size)."""
+        head, queue = self._head, self._queue
+        if not head and not self._packed:
+            # The usual case, in bulk (callers wait for this lock meanwhile): the next
+            # upload_size messages, put back if together they pass the byte limit.
+            popleft = queue.popleft
+            batch = [popleft() for _ in range(min(len(queue), self.upload_size))]
+            size = sum(map(len, batch)) + len(batch)
+            if size <= self.batch_limit or len(batch) <= 1:
+                return batch, size
+            queue.extendleft(reversed(batch))
+        batch = []
+        size = 0
+        while len(batch) < self.upload_size:
+            if not head and self._packed:
+                head.extend(self._packed.popleft().unpack())
+            source = head if head else queue
+            if not source:
+                break
+            item_size = len(source[0]) + 1
+            if batch and size + item_size > self.batch_limit:
+                break
+            batch.append(source.popleft())
+            size += item_size
+            if source is head:
+                self._set_aside -= 1
+        return batch, size
 
     def _send_one_batch(
         self, deadline: Optional[float], wait: bool = False, generation: Optional[int] = None

@@ -2,14 +2,15 @@
 nothing, measured in-process, without a server or a network in the way.
 
 For each framework the hello-world apps of :mod:`bench.middleware_apps` (``plain``: no
-analytics; ``integration``: the one-line set-up) are called directly, a WSGI call for Django and
-Flask and an ASGI call for Starlette, in many alternating rounds, plain and integration in turn,
-the order swapped every round so that neither always runs on a warmer machine: Flask's and
-Starlette's two apps in one process, Django's in a fresh process per round (its settings are
-one per process, and process-to-process variation makes its figure the noisiest). Each round
-times ``n`` requests after a warm-up. The result is the median of the rounds' µs per request
-for each variant, their difference (µs over the bare framework) and that difference as a share
-of the bare request.
+analytics; ``integration``: the one-line set-up; ``empty``: the framework's hook point with
+code that does nothing, the floor of any integration) are called directly, a WSGI call for
+Django and Flask and an ASGI call for Starlette, in many alternating rounds, the variants in
+turn, the order reversed every round so that none always runs on a warmer machine: Flask's and
+Starlette's apps in one process, Django's in a fresh process per round (its settings are one
+per process, and process-to-process variation makes its figure the noisiest). Each round times
+``n`` requests after a warm-up. The result is the median of the rounds' µs per request for
+each variant, their difference (µs over the bare framework) and that difference as a share of
+the bare request, and the same for the empty hooks (the floor).
 Results go to ``bench/results/inprocess.json``.
 
 ``python -m bench.inprocess --round FRAMEWORK VARIANT N`` is one round (used by the above).
@@ -32,6 +33,7 @@ TARGET_SHARE = 0.02
 """What the integration may add to a request that sends nothing: 2% of the bare request."""
 
 FRAMEWORKS = ("django", "flask", "starlette")
+VARIANTS = ("plain", "integration", "empty")
 RESULTS = ROOT / "bench" / "results" / "inprocess.json"
 _HEADERS = {
     "HTTP_HOST": "127.0.0.1",
@@ -144,16 +146,17 @@ def paired_rounds(framework: str, rounds: int, n: int) -> Dict[str, List[float]]
     from . import middleware_apps
 
     apps = {}
-    for variant in ("plain", "integration"):
+    for variant in VARIANTS:
         middleware_apps.INTEGRATED = variant == "integration"
+        middleware_apps.EMPTY = variant == "empty"
         build = (
             middleware_apps._flask_wsgi if framework == "flask" else middleware_apps._starlette_asgi
         )
         apps[variant] = build()
     timed = _wsgi_round if framework == "flask" else _asgi_round
-    samples: Dict[str, List[float]] = {"plain": [], "integration": []}
+    samples: Dict[str, List[float]] = {variant: [] for variant in VARIANTS}
     for index in range(rounds):
-        order = ("plain", "integration") if index % 2 == 0 else ("integration", "plain")
+        order = VARIANTS if index % 2 == 0 else VARIANTS[::-1]
         for variant in order:
             samples[variant].append(timed(apps[variant], n))
     return samples
@@ -188,13 +191,14 @@ def measure(framework: str, rounds: int, n: int) -> Dict[str, Any]:
     if framework != "django":
         samples = _run_paired(framework, rounds, n)
     else:
-        samples = {"plain": [], "integration": []}
+        samples = {variant: [] for variant in VARIANTS}
         for index in range(rounds):
-            order = ("plain", "integration") if index % 2 == 0 else ("integration", "plain")
+            order = VARIANTS if index % 2 == 0 else VARIANTS[::-1]
             for variant in order:
                 samples[variant].append(_run_round(framework, variant, n))
     plain = statistics.median(samples["plain"])
     integrated = statistics.median(samples["integration"])
+    empty = statistics.median(samples["empty"])
     added = integrated - plain
     return {
         "framework": framework,
@@ -204,6 +208,9 @@ def measure(framework: str, rounds: int, n: int) -> Dict[str, Any]:
         "integration_us": integrated,
         "added_us": added,
         "added_share": added / plain,
+        # What empty hooks at the same place cost: below it no integration can go.
+        "floor_us": empty - plain,
+        "floor_share": (empty - plain) / plain,
         "target_met": added / plain <= TARGET_SHARE,
         "samples": samples,
     }
@@ -214,13 +221,15 @@ def format_table(results: List[Dict[str, Any]]) -> str:
     lines = [
         "in-process overhead of the integration, a request that sends nothing "
         f"(median of {results[0]['rounds']} alternating rounds each):",
-        f"{'framework':<10} {'plain µs':>9} {'with µs':>9} {'added µs':>9} {'share':>7}  target",
+        f"{'framework':<10} {'plain µs':>9} {'with µs':>9} {'added µs':>9} {'share':>7}"
+        f" {'floor µs':>9} {'floor':>7}  target",
     ]
     for result in results:
         verdict = "met" if result["target_met"] else "MISSED"
         lines.append(
             f"{result['framework']:<10} {result['plain_us']:>9.1f} {result['integration_us']:>9.1f}"
-            f" {result['added_us']:>9.1f} {result['added_share']:>7.1%}  "
+            f" {result['added_us']:>9.1f} {result['added_share']:>7.1%}"
+            f" {result['floor_us']:>9.1f} {result['floor_share']:>7.1%}  "
             f"≤ {TARGET_SHARE:.0%} {verdict}"
         )
     return "\n".join(lines)

@@ -5,7 +5,9 @@ The variant comes from the environment, so the same module serves every run:
 - ``BENCH_FRAMEWORK``: ``django``, ``flask`` or ``starlette``;
 - ``BENCH_VARIANT``: ``plain`` (no analytics at all), ``integration`` (the one-line set-up,
   the endpoint still only says hello) or ``tracking`` (the set-up, and the endpoint tracks one
-  event, which shows what a real analytics call adds on top);
+  event, which shows what a real analytics call adds on top), or ``empty`` (no analytics, but
+  the framework's cheapest hook point holding code that does nothing: three empty Flask hooks,
+  an empty Django middleware, a pass-through ASGI class; the floor any integration pays);
 - ``BENCH_COLLECTOR``: the local collector the integration sends to.
 
 Served as ``bench.middleware_apps:wsgi`` (gunicorn) or ``bench.middleware_apps:asgi`` (uvicorn).
@@ -21,11 +23,38 @@ COLLECTOR = os.environ.get("BENCH_COLLECTOR", "http://127.0.0.1:8086")
 WRITE_KEY = "bench-middleware-write-key"
 GREETING = "Hello, world!"
 
-if VARIANT not in ("plain", "integration", "tracking"):
-    raise SystemExit(f"BENCH_VARIANT must be plain, integration or tracking, not {VARIANT!r}")
+if VARIANT not in ("plain", "integration", "tracking", "empty"):
+    raise SystemExit(
+        f"BENCH_VARIANT must be plain, integration, tracking or empty, not {VARIANT!r}"
+    )
 
 TRACKS = VARIANT == "tracking"
-INTEGRATED = VARIANT != "plain"
+INTEGRATED = VARIANT in ("integration", "tracking")
+EMPTY = VARIANT == "empty"
+
+
+class PassThrough:
+    """The ``empty`` variant's Django middleware: calls the rest of the chain, nothing else."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+
+class AsgiPassThrough:
+    """A pure ASGI middleware that only awaits the app it wraps."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        await self.app(scope, receive, send)
+
+
+def _nothing(*args):
+    return args[0] if args else None
 
 
 def _track() -> None:
@@ -57,6 +86,7 @@ def _django_wsgi():
         ROOT_URLCONF=__name__,
         INSTALLED_APPS=apps,
         MIDDLEWARE=[
+            *([f"{__name__}.PassThrough"] if EMPTY else []),
             "django.contrib.sessions.middleware.SessionMiddleware",
             "django.contrib.auth.middleware.AuthenticationMiddleware",
         ],
@@ -78,6 +108,10 @@ def _flask_wsgi():
 
         app.config.update(ANALYTICS_WRITE_KEY=WRITE_KEY, ANALYTICS_HOST=COLLECTOR)
         Analytics(app)
+    elif EMPTY:
+        app.before_request(_nothing)
+        app.after_request(_nothing)
+        app.teardown_request(_nothing)
 
     @app.route("/")
     def hello():
@@ -103,6 +137,8 @@ def _starlette_asgi():
         from analytics_asgi import SegmentMiddleware
 
         app.add_middleware(SegmentMiddleware, write_key=WRITE_KEY, host=COLLECTOR)
+    elif EMPTY:
+        app.add_middleware(AsgiPassThrough)
     return app
 
 

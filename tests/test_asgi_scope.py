@@ -222,7 +222,7 @@ def test_a_context_that_cannot_be_built_still_serves_the_request(caplog, monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("broken")
 
-    monkeypatch.setattr(module, "context_for_scope", broken)
+    monkeypatch.setattr(module, "ScopeRequestContext", broken)
     recorder = Recorder(track=False)
     app = SegmentMiddleware(recorder, write_key=KEY, send=False)
     with caplog.at_level(logging.ERROR, logger="segment"):

@@ -19,8 +19,8 @@ from .options import (
     pageviews_exclude_option,
     user_id_from_scope_option,
 )
-from .responses import CookieOptions, responding
-from .scope_context import context_for_scope
+from .responses import CookieOptions, cookie_sender, responding
+from .scope_context import ScopeRequestContext
 from .threads import run_blocking
 from .users import UserIdFromScope, user_id_from_scope_user
 
@@ -168,52 +168,66 @@ class SegmentMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection: see the class docstring."""
         kind = scope["type"]
-        if kind == "http" or kind == "websocket":
-            await self._with_context(scope, receive, send)
-        elif kind == "lifespan":
-            await run_lifespan(self.app, scope, receive, send, self._deliver)
-        else:
-            await self.app(scope, receive, send)
-
-    async def _with_context(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if kind != "http" and kind != "websocket":
+            if kind == "lifespan":
+                await run_lifespan(self.app, scope, receive, send, self._deliver)
+            else:
+                await self.app(scope, receive, send)
+            return
+        # Every request takes this path and most send nothing, so it is written out here
+        # rather than split into helpers: each call layer costs about as much as its work.
         try:
-            context = context_for_scope(
+            context = ScopeRequestContext(
                 scope,
-                trusted_proxies=self.trusted_proxies,
-                client=self.client,
-                user_id_from_scope=self.user_id_from_scope,
-                forwarded_header=self.forwarded_header,
+                self.client,
+                self.trusted_proxies,
+                self.user_id_from_scope,
+                self.forwarded_header,
             )
         except Exception:  # a request we cannot describe still gets the app's own answer
             logger.exception("analytics_asgi: could not build the request's context")
             await self.app(scope, receive, send)
             return
-        release = None
-        if scope["type"] == "http":
-            send, release = responding(
-                send,
-                scope,
-                context,
-                target=self._target,
-                pageviews=self.pageviews,
-                exclude=self.pageviews_exclude,
-                cookie=self.cookie,
-            )
+        if kind == "http":
+            if self.pageviews:
+                await self._with_page_views(scope, receive, send, context)
+                return
+            cookie = self.cookie
+            if cookie.enabled:
+                send = cookie_sender(send, scope, context, cookie)
         # The app's tasks (a streamed body, background tasks, a threadpool for sync endpoints)
         # start from a copy of this context, so they carry the request's context too.
         token = set_request_context(context)
         try:
             await self.app(scope, receive, send)
+        finally:
+            reset_request_context(token)
+
+    async def _with_page_views(
+        self, scope: Scope, receive: Receive, send: Send, context: ScopeRequestContext
+    ) -> None:
+        """An ``http`` request with page views on: a start that may be a page view is held
+        until its first body (see :mod:`analytics_asgi.responses`)."""
+        send, release = responding(
+            send,
+            scope,
+            context,
+            target=self._target,
+            pageviews=True,
+            exclude=self.pageviews_exclude,
+            cookie=self.cookie,
+        )
+        token = set_request_context(context)
+        try:
+            await self.app(scope, receive, send)
         except Exception:
-            if release is not None:
-                try:
-                    await release()
-                except Exception:  # the app's own exception is the one the server must see
-                    logger.debug("analytics_asgi: a held response start could not be sent")
+            try:
+                await release()
+            except Exception:  # the app's own exception is the one the server must see
+                logger.debug("analytics_asgi: a held response start could not be sent")
             raise
         else:
-            if release is not None:
-                await release()
+            await release()
         finally:
             reset_request_context(token)
 

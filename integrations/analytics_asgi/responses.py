@@ -20,7 +20,7 @@ from .asgi_types import Message, Scope, Send
 from .pageviews import is_page_start, record_page_view
 from .scope_context import ScopeRequestContext
 
-__all__ = ["CookieOptions", "responding"]
+__all__ = ["CookieOptions", "cookie_sender", "responding"]
 
 logger = logging.getLogger("segment")
 
@@ -68,13 +68,11 @@ def responding(
     pageviews: bool,
     exclude: Sequence[ExcludeRule],
     cookie: CookieOptions,
-) -> Tuple[Send, Optional[Callable[[], Awaitable[None]]]]:
-    """``send``, wrapped to record page views and set the cookie (see the module docstring),
-    and ``release`` (None without page views, when nothing is ever held): the middleware
-    awaits it once the app returned or raised, so a start still held (the app sent no body
-    after it) reaches the server as the app sent it."""
-    if not pageviews:
-        return _with_cookie_only(send, scope, context, cookie), None
+) -> Tuple[Send, Callable[[], Awaitable[None]]]:
+    """With page views on: ``send``, wrapped to record page views and set the cookie (see the
+    module docstring), and ``release``: the middleware awaits it once the app returned or
+    raised, so a start still held (the app sent no body after it) reaches the server as the
+    app sent it. (Without page views the middleware uses :func:`cookie_sender` alone.)"""
     held: Optional[Message] = None
     # What the server (or an outer app) gave: the part of root_path the app's own Mounts add
     # later belongs to the page's name.
@@ -116,13 +114,12 @@ def responding(
     return send_response, release
 
 
-def _with_cookie_only(
+def cookie_sender(
     send: Send, scope: Scope, context: ScopeRequestContext, cookie: CookieOptions
 ) -> Send:
-    """Without page views, the only thing to do is the cookie: this wrapper is on every
-    response, so it reads one attribute per message and nothing else until an id was minted."""
-    if not cookie.enabled:
-        return send
+    """Without page views, the only thing to do is the cookie (``cookie.enabled``): this
+    wrapper is on every response, so it reads one attribute per message and nothing else
+    until an id was minted."""
 
     async def send_response(message: Message) -> None:
         if context.minted_anonymous_id is not None and message["type"] == "http.response.start":

@@ -48,8 +48,15 @@ class ScopeRequestContext(RequestContext):
     ) -> None:
         self._scope = scope
         self._user_id_from_scope = user_id_from_scope
-        super().__init__(
-            client=client, fill=partial(_fields, scope, trusted_proxies, forwarded_header)
+        # Positional, and without super(): this runs for every request, most of which send
+        # nothing, and keyword arguments cost more than the rest of this method.
+        RequestContext.__init__(
+            self,
+            None,
+            None,
+            None,
+            client,
+            partial(_fields, scope, trusted_proxies, forwarded_header),
         )
 
     @property  # type: ignore[override]

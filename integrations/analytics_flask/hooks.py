@@ -34,7 +34,7 @@ from analytics_core.web.anonymous_cookie import (
 )
 
 from .pageviews import is_page_view, record_page_view
-from .request_context import FlaskRequestContext, context_for
+from .request_context import FlaskRequestContext
 from .state import AppState
 
 __all__ = ["RequestHooks"]
@@ -155,7 +155,7 @@ class RequestHooks:
             # current request later, to never read another request's user (and an attribute
             # read through the proxy costs about 3 µs: see _current_active).
             current = request._get_current_object()  # type: ignore[attr-defined]
-            context = context_for(current, state)
+            context = FlaskRequestContext(current, state)
         except Exception:  # a broken request must get the app's own answer, not ours
             logger.exception("analytics_flask: could not build the request's context")
             return

@@ -32,9 +32,15 @@ class FlaskRequestContext(RequestContext):
         self._request = weakref.ref(request)
         self._resolver: Optional[Callable[[Any], Any]] = state.user_id
         self.ended = False  # set when the request's hooks undid it
-        super().__init__(
-            client=state.client,
-            fill=partial(_fields, request, state.trusted_proxies, state.forwarded_header),
+        # Positional, and without super(): this runs for every request, most of which send
+        # nothing, and keyword arguments cost more than the rest of this method.
+        RequestContext.__init__(
+            self,
+            None,
+            None,
+            None,
+            state.client,
+            partial(_fields, request, state.trusted_proxies, state.forwarded_header),
         )
 
     @property  # type: ignore[override]
