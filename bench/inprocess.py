@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .collector import ROOT
@@ -242,6 +243,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--round", nargs=3, metavar=("FRAMEWORK", "VARIANT", "N"))
     parser.add_argument("--paired", nargs=3, metavar=("FRAMEWORK", "ROUNDS", "N"))
     parser.add_argument("--only", help="comma-separated frameworks")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args(argv)
     if args.paired:
         framework, rounds, n = args.paired
@@ -255,9 +257,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     frameworks = [f for f in (args.only or ",".join(FRAMEWORKS)).split(",") if f]
     results = [measure(framework, rounds, n) for framework in frameworks]
     print(format_table(results))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"results: {RESULTS.relative_to(ROOT)}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"results: {args.output}")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""``python -m bench.summary``: one table of every target, from the last ``bench.run`` and
-``bench.middleware`` results (``bench/results/latest.json`` and ``middleware.json``).
+"""``python -m bench.summary``: one table of every target, from the last ``bench.run``,
+``bench.middleware`` and ``bench.inprocess`` results (``bench/results/latest.json``,
+``middleware.json`` and ``inprocess.json``; the last is optional).
 
 ``make bench`` runs both benchmarks and then this, so one command ends with one table: the
 side-by-side rows (analytics-core against analytics-python, same collector, same run) and the
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from .collector import ROOT
+from .inprocess import TARGET_SHARE
 from .middleware import TARGET_OVERHEAD
 from .report import LIBRARY_NAMES
 from .rows import ROWS
@@ -74,6 +76,28 @@ def middleware_lines(results: Dict[str, Any]) -> List[Line]:
     return lines
 
 
+def inprocess_lines(results: List[Dict[str, Any]]) -> List[Line]:
+    """One line per framework: µs the integration adds to a bare request measured in-process,
+    beside what the framework's empty hook point costs (the floor any integration pays)."""
+    lines: List[Line] = []
+    for row in results:
+        name = FRAMEWORK_NAMES.get(row["framework"], row["framework"])
+        floor = ""
+        if "floor_us" in row:
+            floor = f"; empty hooks {row['floor_us']:+.1f} µs ({row['floor_share']:.1%})"
+        lines.append(
+            (
+                f"in-process overhead, a request that sends nothing: {name}",
+                f"{row['added_us']:+.1f} µs over {row['plain_us']:.1f} "
+                f"({row['added_share']:.1%}){floor}",
+                "",
+                "",
+                f"≤ {TARGET_SHARE:.0%}{_verdict(row['target_met'])}",
+            )
+        )
+    return lines
+
+
 def format_markdown(lines: List[Line]) -> str:
     """The lines as a Markdown table."""
     header = "| metric | analytics-core | analytics-python | ratio | target |"
@@ -97,6 +121,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.summary", description=__doc__)
     parser.add_argument("--core", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--middleware", type=Path, default=RESULTS / "middleware.json")
+    parser.add_argument("--inprocess", type=Path, default=RESULTS / "inprocess.json")
     args = parser.parse_args(argv)
     try:
         core = json.loads(args.core.read_text())
@@ -104,8 +129,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"bench.summary: cannot read the results ({exc}); run make bench", file=sys.stderr)
         return 1
+    try:
+        inprocess = json.loads(args.inprocess.read_text())
+    except (OSError, ValueError):  # bench.inprocess not run: its rows are left out
+        inprocess = []
     print()
-    print(format_markdown(side_by_side_lines(core) + middleware_lines(middleware)))
+    lines = side_by_side_lines(core) + inprocess_lines(inprocess) + middleware_lines(middleware)
+    print(format_markdown(lines))
     passed = checks_passed(core, middleware)
     print()
     print(

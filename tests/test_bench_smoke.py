@@ -1,5 +1,6 @@
-"""Smoke test of ``make bench``'s three steps, quick: ``bench.run --quick --only core``,
-``bench.middleware --quick --frameworks starlette`` and ``bench.summary`` over their results.
+"""Smoke test of ``make bench``'s steps, quick: ``bench.run --quick --only core``,
+``bench.middleware --quick --frameworks starlette``, ``bench.inprocess --quick --only
+starlette`` and ``bench.summary`` over their results.
 
 Only analytics-core's side runs, so segment-analytics-python need not be installed; the point
 is that the harness, its collector, every workload and the combined table still work end to end.
@@ -40,6 +41,15 @@ def results(tmp_path_factory):
         "--output",
         str(folder / "middleware.json"),
     )
+    inprocess = run_module(
+        "bench.inprocess",
+        "--quick",
+        "--only",
+        "starlette",
+        "--output",
+        str(folder / "inprocess.json"),
+    )
+    assert inprocess.returncode == 0, inprocess.stdout + inprocess.stderr
     return folder, core, middleware
 
 
@@ -71,6 +81,8 @@ def test_summary_prints_one_table_of_every_row(results):
         str(folder / "latest.json"),
         "--middleware",
         str(folder / "middleware.json"),
+        "--inprocess",
+        str(folder / "inprocess.json"),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     table = [line for line in done.stdout.splitlines() if line.startswith("|")]
@@ -79,6 +91,8 @@ def test_summary_prints_one_table_of_every_row(results):
     assert metrics[0] == "caller CPU per track() (µs)"
     assert any(metric.startswith("delivered events/s") for metric in metrics)
     assert any(metric.startswith("middleware overhead, Starlette (uvicorn)") for metric in metrics)
+    inprocess = [line for line in table if "in-process overhead" in line and "Starlette" in line]
+    assert inprocess and "empty hooks" in inprocess[0], table
     assert "count checks: passed" in done.stdout
 
 
