@@ -64,6 +64,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.middleware
 	$(BIN)/python -m bench.inprocess
+	@if command -v valgrind >/dev/null; then $(BIN)/python -m bench.instructions; \
+	else echo "bench.instructions: skipped (no valgrind; Debian's valgrind package)"; fi
 	$(BIN)/python -m bench.summary
 
 clean:

@@ -43,10 +43,22 @@ class RequestContext:
         client: Any = None,
         fill: "Optional[Callable[[], Tuple[Dict[str, Any], Optional[str]]]]" = None,
     ) -> None:
-        self._context = context or {}
+        self._start(client, fill, context or {}, anonymous_id)
+        self.user_id = user_id
+
+    def _start(
+        self,
+        client: Any,
+        fill: "Optional[Callable[[], Tuple[Dict[str, Any], Optional[str]]]]",
+        context: "Optional[Dict[str, Any]]" = None,
+        anonymous_id: Optional[str] = None,
+    ) -> None:
+        """Everything ``__init__`` sets but ``user_id``: for an integration's subclass whose
+        ``user_id`` is a property of its own, set up in its own ``__init__`` (every request
+        builds one, so assigning ``user_id`` through that property would be a wasted call)."""
+        self._context = {} if context is None else context
         self._anonymous_id = anonymous_id
         self._fill = fill
-        self.user_id = user_id
         self.client = client
         # Set when this request had no anonymous id of its own and a message needed one: the
         # integration then hands it to the browser as the ajs_anonymous_id cookie.
@@ -68,6 +80,12 @@ class RequestContext:
             self._anonymous_id = anonymous_id
         # Cleared last: another thread that sees no fill sees the filled fields.
         self._fill = None
+
+    @property
+    def was_read(self) -> bool:
+        """Whether the request's fields were read: a message of this request was built (or the
+        app read them). Until then the request has queued nothing that needs delivering."""
+        return self._fill is None
 
     @property
     def context(self) -> Dict[str, Any]:

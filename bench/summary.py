@@ -1,6 +1,7 @@
 """``python -m bench.summary``: one table of every target, from the last ``bench.run``,
-``bench.middleware`` and ``bench.inprocess`` results (``bench/results/latest.json``,
-``middleware.json`` and ``inprocess.json``; the last is optional).
+``bench.middleware``, ``bench.inprocess`` and ``bench.instructions`` results
+(``bench/results/latest.json``, ``middleware.json``, ``inprocess.json`` and
+``instructions.json``; the last two are optional).
 
 ``make bench`` runs both benchmarks and then this, so one command ends with one table: the
 side-by-side rows (analytics-core against analytics-python, same collector, same run) and the
@@ -98,6 +99,31 @@ def inprocess_lines(results: List[Dict[str, Any]]) -> List[Line]:
     return lines
 
 
+def instruction_lines(results: List[Dict[str, Any]]) -> List[Line]:
+    """One line per framework: the integration's instructions per request over the bare
+    framework's, beside the empty hook point's (counted under valgrind: they do not move)."""
+    lines: List[Line] = []
+    for row in results:
+        name = FRAMEWORK_NAMES.get(row["framework"], row["framework"])
+        lines.append(
+            (
+                f"instructions per request that sends nothing: {name}",
+                f"+{row['added_share']:.1%} over bare; empty hooks +{row['floor_share']:.1%}",
+                "",
+                "",
+                f"≤ {TARGET_SHARE:.0%}{_verdict(row['target_met'])}",
+            )
+        )
+    return lines
+
+
+def _optional(path: Path) -> List[Dict[str, Any]]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # that benchmark was not run: its rows are left out
+        return []
+
+
 def format_markdown(lines: List[Line]) -> str:
     """The lines as a Markdown table."""
     header = "| metric | analytics-core | analytics-python | ratio | target |"
@@ -122,6 +148,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--core", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--middleware", type=Path, default=RESULTS / "middleware.json")
     parser.add_argument("--inprocess", type=Path, default=RESULTS / "inprocess.json")
+    parser.add_argument("--instructions", type=Path, default=RESULTS / "instructions.json")
     args = parser.parse_args(argv)
     try:
         core = json.loads(args.core.read_text())
@@ -129,12 +156,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"bench.summary: cannot read the results ({exc}); run make bench", file=sys.stderr)
         return 1
-    try:
-        inprocess = json.loads(args.inprocess.read_text())
-    except (OSError, ValueError):  # bench.inprocess not run: its rows are left out
-        inprocess = []
     print()
-    lines = side_by_side_lines(core) + inprocess_lines(inprocess) + middleware_lines(middleware)
+    lines = (
+        side_by_side_lines(core)
+        + inprocess_lines(_optional(args.inprocess))
+        + instruction_lines(_optional(args.instructions))
+        + middleware_lines(middleware)
+    )
     print(format_markdown(lines))
     passed = checks_passed(core, middleware)
     print()

@@ -107,3 +107,22 @@ def test_a_flask_request_without_analytics_calls_never_reads_its_context(collect
         assert event["anonymousId"] == "visitor-9"
     finally:
         factory.close()
+
+
+def test_was_read_says_whether_a_message_of_the_request_was_built():
+    # The Django middleware delivers a request's events before its response (runserver) only
+    # when the request built one: was_read is what it asks.
+    fill = CountingFill()
+    context = RequestContext(fill=fill)
+    client = analytics_core.Client("k", send=False)
+    token = set_request_context(context)
+    try:
+        assert context.was_read is False
+        analytics_core.set_user_id("u-1")  # naming the user reads nothing
+        assert context.was_read is False
+        client.track(event="Viewed")
+        assert context.was_read is True
+        assert fill.calls == 1
+    finally:
+        reset_request_context(token)
+    assert RequestContext({"ip": "10.0.0.1"}).was_read is True  # nothing left to read

@@ -48,16 +48,10 @@ class ScopeRequestContext(RequestContext):
     ) -> None:
         self._scope = scope
         self._user_id_from_scope = user_id_from_scope
-        # Positional, and without super(): this runs for every request, most of which send
-        # nothing, and keyword arguments cost more than the rest of this method.
-        RequestContext.__init__(
-            self,
-            None,
-            None,
-            None,
-            client,
-            partial(_fields, scope, trusted_proxies, forwarded_header),
-        )
+        self._user_id: Optional[str] = None
+        # Every request builds one, most of which send nothing: the base's fields are set
+        # without assigning user_id through this class's property (see RequestContext._start).
+        self._start(client, partial(_fields, scope, trusted_proxies, forwarded_header))
 
     @property  # type: ignore[override]
     def user_id(self) -> Optional[str]:

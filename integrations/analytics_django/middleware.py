@@ -17,6 +17,7 @@ while streaming see no request context.
 """
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, Union
 
@@ -69,7 +70,11 @@ class AnalyticsMiddleware:
         view_kwargs: Dict[str, Any],
     ) -> Optional[HttpResponseBase]:
         """Sync chain (WSGI): read the user now if the view is async (it runs in a loop)."""
-        if iscoroutinefunction(view_func):
+        try:
+            is_async = _ASYNC_VIEWS[view_func]  # the view seen before: no call (every request)
+        except (KeyError, TypeError):
+            is_async = _is_async_view(view_func)
+        if is_async:
             context = _context_of(request)
             if context is not None:
                 context.resolve_now()
@@ -83,7 +88,7 @@ class AnalyticsMiddleware:
         view_kwargs: Dict[str, Any],
     ) -> Optional[HttpResponseBase]:
         """Async chain (ASGI): ``await request.auser()`` if the view is async."""
-        if iscoroutinefunction(view_func):
+        if _is_async_view(view_func):
             context = _context_of(request)
             if context is not None:
                 await context.resolve_async()
@@ -93,16 +98,21 @@ class AnalyticsMiddleware:
         if self.async_mode:
             return self.__acall__(request)
         options = get_options()
-        context = _build_context(request, options)
-        if context is None:
+        # Every request takes this path and most send nothing: the checks that usually come
+        # out false are made here, before any call (each call costs about what its check does).
+        try:
+            context = DjangoRequestContext(request, options)
+        except Exception:  # the request is served without analytics context rather than not at all
+            logger.exception("analytics_django: could not build the request's analytics context")
             return self.get_response(request)
         token = set_request_context(context)
         try:
             response = self.get_response(request)
             if options.pageviews and _is_page_view(request, response):
                 record_page_view(request, response, context)
-            set_anonymous_id_cookie(request, response, context, options)
-            if flush_wanted(request, options):
+            if context.minted_anonymous_id is not None:
+                set_anonymous_id_cookie(request, response, context, options)
+            if context.was_read and flush_wanted(request, options):
                 _flush(options)
             return response
         finally:
@@ -128,6 +138,25 @@ class AnalyticsMiddleware:
             return response
         finally:
             reset_request_context(token)
+
+
+_ASYNC_VIEWS: Dict[Any, bool] = {}
+"""Whether each view function seen is async: asking inspect costs every request about as much
+as the rest of the middleware does. Views are few and live as long as the URLconf."""
+
+_ASYNC_VIEWS_LIMIT = 10_000
+"""Beyond this many (views made per request?), stop remembering: ask inspect each time."""
+
+
+def _is_async_view(view_func: Callable[..., Any]) -> bool:
+    try:
+        return _ASYNC_VIEWS[view_func]
+    except (KeyError, TypeError):  # not seen yet, or unhashable
+        found = iscoroutinefunction(view_func)
+    if len(_ASYNC_VIEWS) < _ASYNC_VIEWS_LIMIT:
+        with contextlib.suppress(TypeError):
+            _ASYNC_VIEWS[view_func] = found
+    return found
 
 
 def _build_context(request: HttpRequest, options: RequestOptions) -> Optional[DjangoRequestContext]:

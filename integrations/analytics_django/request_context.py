@@ -75,15 +75,10 @@ class DjangoRequestContext(RequestContext):
         self.options = options
         self._explicit_user_id: Optional[str] = None
         self._early_user_id: Any = _UNRESOLVED
-        # Positional, and without super(): this runs for every request, most of which send
-        # nothing, and keyword arguments cost more than the rest of this method.
-        RequestContext.__init__(
-            self,
-            None,
-            None,
-            None,
-            None,
-            partial(_fields, request, options.trusted_proxies, options.forwarded_header),
+        # Every request builds one, most of which send nothing: the base's fields are set
+        # without assigning user_id through this class's property (see RequestContext._start).
+        self._start(
+            None, partial(_fields, request, options.trusted_proxies, options.forwarded_header)
         )
 
     @property  # type: ignore[override]

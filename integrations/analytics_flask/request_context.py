@@ -32,15 +32,11 @@ class FlaskRequestContext(RequestContext):
         self._request = weakref.ref(request)
         self._resolver: Optional[Callable[[Any], Any]] = state.user_id
         self.ended = False  # set when the request's hooks undid it
-        # Positional, and without super(): this runs for every request, most of which send
-        # nothing, and keyword arguments cost more than the rest of this method.
-        RequestContext.__init__(
-            self,
-            None,
-            None,
-            None,
-            state.client,
-            partial(_fields, request, state.trusted_proxies, state.forwarded_header),
+        self._user_id: Optional[str] = None
+        # Every request builds one, most of which send nothing: the base's fields are set
+        # without assigning user_id through this class's property (see RequestContext._start).
+        self._start(
+            state.client, partial(_fields, request, state.trusted_proxies, state.forwarded_header)
         )
 
     @property  # type: ignore[override]
