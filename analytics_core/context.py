@@ -43,7 +43,7 @@ class RequestContext:
         client: Any = None,
         fill: "Optional[Callable[[], Tuple[Dict[str, Any], Optional[str]]]]" = None,
     ) -> None:
-        self._start(client, fill, context or {}, anonymous_id)
+        self._start(client, fill, context, anonymous_id)
         self.user_id = user_id
 
     def _start(
@@ -56,7 +56,7 @@ class RequestContext:
         """Everything ``__init__`` sets but ``user_id``: for an integration's subclass whose
         ``user_id`` is a property of its own, set up in its own ``__init__`` (every request
         builds one, so assigning ``user_id`` through that property would be a wasted call)."""
-        self._context = {} if context is None else context
+        self._context = context or {}
         self._anonymous_id = anonymous_id
         self._fill = fill
         self.client = client

@@ -241,6 +241,19 @@ def format_table(results: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def chosen_frameworks(only: Optional[str]) -> List[str]:
+    """The frameworks ``--only`` names (comma-separated), or all of them."""
+    return [name for name in (only or ",".join(FRAMEWORKS)).split(",") if name]
+
+
+def report(table: str, results: List[Dict[str, Any]], output: Path) -> None:
+    """Print ``table`` and write ``results`` as JSON to ``output``."""
+    print(table)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"results: {output}")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Measure every framework (or run one round with ``--round``) and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__)
@@ -259,12 +272,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{one_round(framework, variant, int(n)):.3f}")
         return 0
     rounds, n = (3, 500) if args.quick else (11, 5000)
-    frameworks = [f for f in (args.only or ",".join(FRAMEWORKS)).split(",") if f]
-    results = [measure(framework, rounds, n) for framework in frameworks]
-    print(format_table(results))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"results: {args.output}")
+    results = [measure(framework, rounds, n) for framework in chosen_frameworks(args.only)]
+    report(format_table(results), results, args.output)
     return 0
 
 

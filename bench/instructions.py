@@ -12,7 +12,6 @@ package of that name); without it this prints why and exits 2. Results go to
 """
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .collector import ROOT
-from .inprocess import FRAMEWORKS, TARGET_SHARE, VARIANTS
+from .inprocess import TARGET_SHARE, VARIANTS, chosen_frameworks, report
 
 RESULTS = ROOT / "bench" / "results" / "instructions.json"
 SMALL, LARGE = 1000, 3000
@@ -106,12 +105,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if shutil.which("valgrind") is None:
         print("bench.instructions: valgrind is not installed (Debian: valgrind)", file=sys.stderr)
         return 2
-    frameworks = [f for f in (args.only or ",".join(FRAMEWORKS)).split(",") if f]
-    results = [measure(framework) for framework in frameworks]
-    print(format_table(results))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"results: {args.output}")
+    results = [measure(framework) for framework in chosen_frameworks(args.only)]
+    report(format_table(results), results, args.output)
     return 0
 
 

@@ -33,7 +33,7 @@ from analytics_core.context import (
 
 from .options import RequestOptions, get_options
 from .pageviews import is_page_view, record_page_view
-from .request_context import DjangoRequestContext, context_for
+from .request_context import DjangoRequestContext
 from .responses import flush_wanted, set_anonymous_id_cookie
 
 __all__ = ["AnalyticsMiddleware"]
@@ -70,11 +70,7 @@ class AnalyticsMiddleware:
         view_kwargs: Dict[str, Any],
     ) -> Optional[HttpResponseBase]:
         """Sync chain (WSGI): read the user now if the view is async (it runs in a loop)."""
-        try:
-            is_async = _ASYNC_VIEWS[view_func]  # the view seen before: no call (every request)
-        except (KeyError, TypeError):
-            is_async = _is_async_view(view_func)
-        if is_async:
+        if _is_async_view(view_func):
             context = _context_of(request)
             if context is not None:
                 context.resolve_now()
@@ -98,16 +94,14 @@ class AnalyticsMiddleware:
         if self.async_mode:
             return self.__acall__(request)
         options = get_options()
-        # Every request takes this path and most send nothing: the checks that usually come
-        # out false are made here, before any call (each call costs about what its check does).
-        try:
-            context = DjangoRequestContext(request, options)
-        except Exception:  # the request is served without analytics context rather than not at all
-            logger.exception("analytics_django: could not build the request's analytics context")
+        context = _build_context(request, options)
+        if context is None:
             return self.get_response(request)
         token = set_request_context(context)
         try:
             response = self.get_response(request)
+            # Most requests send nothing: the checks that then come out false are made here,
+            # before any call (each call costs about what its check does).
             if options.pageviews and _is_page_view(request, response):
                 record_page_view(request, response, context)
             if context.minted_anonymous_id is not None:
@@ -161,7 +155,7 @@ def _is_async_view(view_func: Callable[..., Any]) -> bool:
 
 def _build_context(request: HttpRequest, options: RequestOptions) -> Optional[DjangoRequestContext]:
     try:
-        return context_for(request, options)
+        return DjangoRequestContext(request, options)
     except Exception:  # the request is served without analytics context rather than not at all
         logger.exception("analytics_django: could not build the request's analytics context")
         return None
