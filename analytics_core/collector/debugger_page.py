@@ -170,6 +170,9 @@ function select(event, tr) {
 }
 
 function show(events, prepend) {
+  // A poll that began while a reload was fetching asked for everything after id 0: what the
+  // reload has shown since must not be listed twice.
+  if (prepend) events = events.filter((event) => event._id > newestId);
   const fragment = document.createDocumentFragment();
   for (const event of events) fragment.append(row(event));
   if (prepend) rows.prepend(fragment); else rows.replaceChildren(fragment);
