@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from analytics_core import journal
 from analytics_core import spool as spool_module
-from analytics_core.spool import CHECKPOINT_AFTER_APPENDS, CHECKPOINT_EVERY, Spool, SpoolError
+from analytics_core.spool import CHECKPOINT_EVERY, MAX_SEGMENTS, SEGMENT_BYTES, Spool, SpoolError
 
 DRIVER = Path(__file__).resolve().parent / "spool_scripts" / "spool_driver.py"
 KEY = "wk-Sp00l-7f3a9c-never-on-disk"
@@ -459,7 +460,7 @@ def test_unusable_paths_raise_a_spool_error_naming_the_path(tmp_path, kind, reas
 
 _AS_NOBODY = """
 import os, re, sys
-from analytics_core.spool import CHECKPOINT_AFTER_APPENDS, CHECKPOINT_EVERY, Spool, SpoolError
+from analytics_core.spool import Spool, SpoolError
 # Imported first: the interpreter's own files may be closed to nobody (root's home).
 os.setgid(65534)
 os.setuid(65534)
@@ -578,31 +579,166 @@ def wal_size(path):
     return os.path.getsize(wal) if os.path.exists(wal) else 0
 
 
-def test_removals_checkpoint_the_wal_into_the_database(opened, path):
+def table_count(path):
+    """Rows in the SQLite table, seen from a connection of the test's own."""
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def segment_files(path):
+    return sorted(p.name for p in Path(f"{path}-owners").glob("*.log"))
+
+
+def test_writes_to_the_table_checkpoint_the_wal_into_the_database(opened, path):
     spool = open_spool(opened, path)
-    # The appending connection never checkpoints inside a caller's commit.
+    # The main connection never checkpoints inside a commit.
     assert spool._connection.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
     size_before = os.path.getsize(path)
     for _ in range(CHECKPOINT_EVERY):
-        spool.remove([spool.append(b"x" * 500) for _ in range(50)])
+        for _ in range(100):
+            spool.append(b"x" * 500, queued=False)
+        # Taking the backlog moves its rows into the table; removing them deletes them there.
+        spool.remove([row for row, _ in spool.take_backlog(100)])
     # The checkpoint copied the WAL's pages into the database file, which grew.
     assert os.path.getsize(path) > size_before
     assert spool.pending_count() == 0
 
 
-def test_appends_alone_keep_the_wal_bounded(opened, path):
-    # Nothing is removed (the tracking API is down): the appending thread checkpoints itself,
-    # and the WAL restarts from its beginning instead of growing with every message.
+def test_rows_delivered_while_in_the_journal_never_reach_the_table(opened, path):
     spool = open_spool(opened, path)
-    appends = 8 * CHECKPOINT_AFTER_APPENDS
-    sizes = []
+    message = b"z" * 500
+    batches = 3 * SEGMENT_BYTES // (100 * len(message)) + 1
+    for _ in range(batches):  # the uploader keeping up: each batch delivered, then removed
+        spool.remove([spool.append(message) for _ in range(100)])
+    assert spool.pending_count() == 0
+    assert table_count(path) == 0
+    # Full segments whose rows are all gone were deleted; only the one taking appends is left.
+    assert len(segment_files(path)) == 1
+
+
+def test_appends_alone_keep_the_journal_and_the_wal_bounded(opened, path):
+    # Nothing is removed (the tracking API is down): past MAX_SEGMENTS segments the oldest
+    # one's rows move into the table, and the WAL is checkpointed instead of growing.
+    spool = open_spool(opened, path)
+    appends = (MAX_SEGMENTS + 4) * SEGMENT_BYTES // 500
+    most_segments, wal_sizes = 0, []
     for index in range(appends):
-        spool.append(b"y" * 500)
-        if index % 100 == 99:
-            sizes.append(wal_size(path))
+        spool.append(f"{index:08d}".encode() + b"y" * 492)
+        if index % 250 == 0:
+            most_segments = max(most_segments, len(segment_files(path)))
+            wal_sizes.append(wal_size(path))
     assert spool.pending_count() == appends  # every row kept
-    # Each append adds a few pages; a WAL never reset would be past 8 times the first
-    # checkpoint's size by the end. It restarts instead: the last samples stay within it.
-    first_cycle = max(sizes[: CHECKPOINT_AFTER_APPENDS // 100 + 1])
-    assert max(sizes) <= first_cycle * 1.2, sizes
-    assert first_cycle < 8 * 1024 * 1024, sizes
+    assert most_segments <= MAX_SEGMENTS + 1, most_segments
+    assert table_count(path) >= 3 * SEGMENT_BYTES // 500  # what moved
+    assert max(wal_sizes) < 3 * SEGMENT_BYTES, wal_sizes
+    spool.close()
+    taken = open_spool(opened, path).take_backlog(appends + 1)
+    assert [data[:8] for _, data in taken] == [f"{n:08d}".encode() for n in range(appends)]
+
+
+# -- the journal across a crash -----------------------------------------------------------------
+
+
+def test_a_killed_owners_journal_is_replayed_without_what_it_delivered(opened, path):
+    dead = start(opened, path).ready()
+    dead.append(100, "a", queued=True)
+    dead.append(30, "b", queued=False)
+    dead.ask("remove_first 40")  # delivered: a-0 ... a-39
+    assert dead.counts() == (90, 30)
+    assert table_count(path) == 0  # all still in its journal
+    dead.kill()
+    spool = open_spool(opened, path)
+    expected = [f"a-{n}" for n in range(40, 100)] + [f"b-{n}" for n in range(30)]
+    assert texts(spool.take_backlog(1000)) == expected
+    assert segment_files(path) == []  # the adopter deleted the dead owner's segments
+    assert spool.take_backlog(1000) == []  # replayed once
+
+
+def test_rows_moved_into_the_table_then_delivered_are_not_sent_again_after_a_crash(opened, path):
+    dead = start(opened, path).ready()
+    dead.append(5, "moved", queued=False)
+    assert texts(dead.take(10)) == [f"moved-{n}" for n in range(5)]  # now in the table
+    dead.ask("remove_first 5")  # delivered: deleted from the table
+    dead.append(2, "journaled", queued=True)
+    dead.kill()
+    spool = open_spool(opened, path)
+    assert texts(spool.take_backlog(100)) == ["journaled-0", "journaled-1"]
+
+
+@pytest.mark.parametrize("damage", ["cut-short", "bad-checksum"])
+def test_a_record_the_crash_damaged_ends_the_replay_of_its_segment(opened, path, damage):
+    dead = start(opened, path).ready()
+    dead.append(3, "whole", queued=True)
+    dead.kill()
+    [segment] = Path(f"{path}-owners").glob("*.log")
+    if damage == "cut-short":  # the process died inside write(): part of a record
+        segment.write_bytes(
+            segment.read_bytes() + journal.encode(journal.APPEND, 10**6, b"x" * 500)[:40]
+        )
+    else:  # the last record's bytes are not the ones written
+        data = bytearray(segment.read_bytes())
+        data[-1] ^= 0xFF
+        segment.write_bytes(bytes(data))
+    spool = open_spool(opened, path)
+    expected = (
+        ["whole-0", "whole-1", "whole-2"] if damage == "cut-short" else ["whole-0", "whole-1"]
+    )
+    assert texts(spool.take_backlog(100)) == expected
+
+
+def test_a_write_cut_short_is_an_error_and_every_acknowledged_row_survives(opened, path):
+    # A file size limit makes the journal's write come back short, as a full disk would.
+    import resource
+
+    acknowledged = os.pipe()
+
+    def child():
+        spool = Spool(str(path), KEY, adopt_interval=0.0)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a short write instead of a signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+        count, failures = 0, []
+        while len(failures) < 3:
+            try:
+                spool.append(f"kept-{count}".encode() + b"." * 300)
+                count += 1
+            except SpoolError as error:
+                failures.append(str(error))
+        ok = all(str(path) in text and "cut short" in text for text in failures)
+        os.write(acknowledged[1], f"{count}".encode())
+        return ok and spool.pending_count() == count  # no os._exit cleanup: like a crash
+
+    pid = run_in_child(child)
+    count = int(os.read(acknowledged[0], 100))
+    assert exit_code(pid) == 0
+    for descriptor in acknowledged:
+        os.close(descriptor)
+    assert count > 100
+    taken = open_spool(opened, path).take_backlog(10 * count)
+    assert [data.split(b".")[0].decode() for _, data in taken] == [
+        f"kept-{n}" for n in range(count)
+    ]
+
+
+def test_ids_stay_unique_across_processes_and_past_plain_inserts(opened, path):
+    spool = open_spool(opened, path)
+    drivers = [start(opened, path).ready() for _ in range(2)]
+    mine = [spool.append(b"mine") for _ in range(5)]
+    for number, driver in enumerate(drivers):
+        driver.append(5, f"d{number}")
+    # A row inserted the way the previous version did (AUTOINCREMENT) lands past every block.
+    connection = sqlite3.connect(path)
+    connection.execute(
+        "INSERT INTO messages (key_hash, owner, queued, data) VALUES ('x', 'gone', 0, x'00')"
+    )
+    connection.commit()
+    (plain,) = connection.execute("SELECT MAX(id) FROM messages").fetchone()
+    connection.close()
+    for driver in drivers:
+        driver.kill()
+    theirs = [row for row, _ in spool.take_backlog(100)]
+    assert len(theirs) == 10
+    assert len(set(mine + theirs + [plain])) == 16
+    assert plain > max(mine + theirs)

@@ -6,7 +6,9 @@ It opens the spool (at the wall-clock time START_AT if given, so that several dr
 at the same moment), prints ``ready`` (or ``error <message>``), then answers each command with
 one line:
 
-- ``append COUNT PREFIX QUEUED`` -> ``ok``: COUNT rows ``PREFIX-0`` ... committed
+- ``append COUNT PREFIX QUEUED`` -> ``ok``: COUNT rows ``PREFIX-0`` ... stored
+- ``remove_first COUNT`` -> ``ok``: the first COUNT rows this process appended (and has not
+  removed yet) removed, as if delivered
 - ``take LIMIT [AT]`` -> the taken rows as JSON ``[[id, text], ...]`` (at wall time AT if given)
 - ``counts`` -> ``PENDING BACKLOG``
 - ``close`` -> ``ok``
@@ -14,18 +16,20 @@ one line:
 End of input: the process exits without closing the spool. The tests SIGKILL it as well.
 """
 
-import importlib.util
+import importlib
 import json
 import sys
 import time
+import types
 from pathlib import Path
 
-# The module file itself, loaded alone: it needs nothing but the standard library, and importing
-# the analytics_core package (requests and all) would cost each process about 0.6 s here.
-_SOURCE = Path(__file__).resolve().parents[2] / "analytics_core" / "spool.py"
-_spec = importlib.util.spec_from_file_location("spool_under_test", _SOURCE)
-spool_module = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(spool_module)
+# The package's modules without its __init__: the spool needs nothing but the standard library
+# (and its journal module), and importing analytics_core (requests and all) would cost each
+# process about 0.6 s here.
+_PACKAGE = types.ModuleType("analytics_core")
+_PACKAGE.__path__ = [str(Path(__file__).resolve().parents[2] / "analytics_core")]
+sys.modules["analytics_core"] = _PACKAGE
+spool_module = importlib.import_module("analytics_core.spool")
 
 
 def sleep_until(moment: float) -> None:
@@ -44,12 +48,17 @@ def main() -> None:
         print(f"error {error}", flush=True)
         return
     print("ready", flush=True)
+    appended = []  # row ids, in order, not yet removed
     for line in sys.stdin:
         command, *args = line.split()
         if command == "append":
             count, prefix, queued = int(args[0]), args[1], args[2] == "1"
             for number in range(count):
-                spool.append(f"{prefix}-{number}".encode(), queued=queued)
+                appended.append(spool.append(f"{prefix}-{number}".encode(), queued=queued))
+            answer = "ok"
+        elif command == "remove_first":
+            removed, appended[: int(args[0])] = appended[: int(args[0])], []
+            spool.remove(removed)
             answer = "ok"
         elif command == "take":
             if len(args) > 1:
