@@ -179,7 +179,7 @@ ROWS: List[Row] = [
         libraries=("core",),
         note=(
             "Client(persist=...) sending to the collector: time.thread_time() of the calling "
-            "thread around N calls, each row committed before the call returns; "
+            "thread around N calls, each message durable (journaled) before the call returns; "
             "analytics-python has no durable spool."
         ),
     ),
