@@ -152,6 +152,9 @@ class Pipeline:
         self._set_aside = 0
         self._queue: collections.deque = collections.deque()
         self._queued_bytes = 0
+        # A shutdown is under way: the spool's rows of processes that ended are left to the next
+        # process (taken now, they would be reported as failed a second time at the deadline).
+        self._leaving = False
         self._queued_total = 0  # messages ever accepted; message n has sequence number n - 1
         self._taken_total = 0  # messages handed to an uploader
         self._in_flight: Dict[int, int] = {}  # batch id -> sequence number of its first message
@@ -361,7 +364,7 @@ class Pipeline:
                 return
             self._next_spool_check = time.monotonic() + SPOOL_CHECK_INTERVAL
             try:
-                rows = spool.take_backlog(room)
+                rows = spool.take_backlog(room, adopt=not self._leaving)
                 remaining = spool.backlog_count()
             except Exception:
                 logger.exception("analytics: could not read the spool")
@@ -681,7 +684,16 @@ class Pipeline:
             self._retrying = True
 
     def _report(self, error: BaseException, batch: List[bytes]) -> None:
-        logger.warning("analytics: could not deliver %d message(s): %s", len(batch), error)
+        if self.spool is not None and not _refused_for_good(error):
+            # Said, so that reports counted across processes are not read as losses.
+            logger.warning(
+                "analytics: could not deliver %d message(s): %s (kept in the spool: the next"
+                " process that opens it sends them)",
+                len(batch),
+                error,
+            )
+        else:
+            logger.warning("analytics: could not deliver %d message(s): %s", len(batch), error)
         without_tracebacks(error)
         try:
             self.on_failure(error, batch)
@@ -702,6 +714,8 @@ class Pipeline:
         if timeout is not None and not timeout < threading.TIMEOUT_MAX:
             timeout = None  # infinity: Python's waits cannot take it
         deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._leaving = True
         finished = self.flush(timeout)
         with self._lock:
             self._stopping = True
@@ -726,6 +740,7 @@ class Pipeline:
         self.give_up(error)  # anything queued or taken since (then the uploaders were stopped)
         with self._lock:
             self._running = False
+            self._leaving = False
             self._threads = []
             self._generation += 1
             self._progress.notify_all()

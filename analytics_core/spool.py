@@ -382,16 +382,17 @@ class Spool:
             own=True,
         )
 
-    def take_backlog(self, limit: int) -> List[Tuple[int, bytes]]:
+    def take_backlog(self, limit: int, adopt: bool = True) -> List[Tuple[int, bytes]]:
         """Up to ``limit`` spool-only rows of this owner, oldest first, now marked queued.
 
         Before, on the first call and then at most every ``adopt_interval`` seconds, the rows of
-        owners that ended (same write key) become spool-only rows of this owner.
+        owners that ended (same write key) become spool-only rows of this owner; not when
+        ``adopt`` is False (a process on its way out leaves them to the next one).
         """
         with self._lock:
             if self._connection is None:
                 self._reconnect()  # first, so that a new owner (a forked child) adopts at once
-            adopt = time.monotonic() >= self._next_adoption
+            adopt = adopt and time.monotonic() >= self._next_adoption
             if adopt:
                 self._next_adoption = time.monotonic() + self.adopt_interval
 
@@ -450,7 +451,13 @@ class Spool:
                 self._reconnect()
 
     def close(self) -> None:
-        """Close the connection and end this owner; its rows stay, for the next process."""
+        """Close the connection and end this owner; its rows stay, for the next process.
+
+        Closing again does nothing, even in the interpreter's teardown (a dropped client's
+        ``__del__``), when this module's globals may already be None.
+        """
+        if self._closed:
+            return
         self._forget_parent()  # a child closing its copy must not end the parent's owner
         with self._lock:
             if not self._closed:

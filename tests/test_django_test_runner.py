@@ -1,11 +1,14 @@
-"""Django's own test runner (``manage.py test``) never sends, in a project made from scratch.
+"""Management commands of a project made from scratch, with the README's set-up.
 
 The project is what a user has after ``django-admin startproject`` and the README's set-up, with
 the production-style settings a CI job would have: a write key and a HOST from the environment
-(here the real local collector). Its tests request a view that tracks, assert on
-``analytics_django.outbox`` / ``captured_events()``, and one test really sends with
-``analytics_core.testing.allow_sending()``. The run must pass, and the collector must receive
-that one message and nothing else.
+(here the real local collector).
+
+- ``manage.py test``: Django's own test runner never sends. The project's tests request a view
+  that tracks, assert on ``analytics_django.outbox`` / ``captured_events()``, and one test
+  really sends with ``analytics_core.testing.allow_sending()``. The run must pass, and the
+  collector must receive that one message and nothing else.
+- ``manage.py check`` and ``migrate`` with ``PERSIST`` set: they exit without a word from us.
 """
 
 import subprocess
@@ -116,3 +119,24 @@ def test_manage_py_test_keeps_messages_in_the_outbox_and_sends_only_what_is_allo
     assert event["event"] == "Order Completed"
     assert event["_write_key_fingerprint"] == fingerprint(WRITE_KEY)
     assert event["context"]["page"]["path"] == "/checkout/"
+
+
+def test_management_commands_with_a_spool_exit_without_a_traceback(tmp_path, collector):
+    # The client was closed at exit, then its __del__ closed the spool again during the
+    # interpreter's teardown, when the spool module's globals were None: "could not close the
+    # spool" and an AttributeError's traceback, on every check, migrate and worker stop.
+    env = python_env({"SEGMENT_WRITE_KEY": WRITE_KEY, "SEGMENT_HOST": collector.url})
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    run([sys.executable, "-m", "django", "startproject", "mysite", str(tmp_path)], tmp_path, env)
+    spool = tmp_path / "analytics-spool.db"
+    with open(tmp_path / "mysite" / "settings.py", "a") as settings:
+        settings.write("\nimport os\n" + SETTINGS + f'ANALYTICS["PERSIST"] = {str(spool)!r}\n')
+    (tmp_path / "mysite" / "views.py").write_text(textwrap.dedent(VIEWS))  # check imports it
+    with open(tmp_path / "mysite" / "urls.py", "a") as urls:
+        urls.write(textwrap.dedent(URLS))
+    for command in (["check"], ["migrate", "--no-input"]):
+        result = run([sys.executable, "manage.py", *command], tmp_path, env)
+        assert "Traceback" not in result.stderr, result.stderr
+        assert "analytics" not in result.stderr, result.stderr
+    assert spool.exists()  # the spool was opened, and closed
+    assert list(spool.parent.glob("analytics-spool.db-owners/*")) == []

@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -134,7 +135,9 @@ def test_a_rejected_batch_is_reported_and_leaves_the_spool(clients, collector, t
     assert client.pipeline.spool.pending_count() == 0
 
 
-def test_undelivered_at_shutdown_is_reported_and_sent_by_the_next_client(collector, tmp_path):
+def test_undelivered_at_shutdown_is_reported_and_sent_by_the_next_client(
+    collector, tmp_path, caplog
+):
     spool = str(tmp_path / "spool.db")
     reports = []
     down = Client(
@@ -153,6 +156,10 @@ def test_undelivered_at_shutdown_is_reported_and_sent_by_the_next_client(collect
     assert time.monotonic() - started < 10
     down.pipeline.close_spool()
     assert sorted(reports) == sorted(sent)  # reported, as without a spool...
+    warnings = [
+        record.getMessage() for record in caplog.records if "deliver" in record.getMessage()
+    ]
+    assert warnings and all("kept in the spool" in text for text in warnings), warnings
 
     later = Client(WRITE_KEY, host=collector.url, persist=spool)
     try:
@@ -187,3 +194,61 @@ def test_another_write_key_never_sends_the_spools_messages(collector, tmp_path):
         owner.shutdown(timeout=2)
         owner.pipeline.close_spool()
     assert stored_ids(collector) == ["mine-1"]
+
+
+def test_a_shutdown_leaves_the_rows_of_a_process_that_just_ended_to_the_next_one(
+    collector, tmp_path, monkeypatch
+):
+    # gunicorn's graceful stop with the API failing: a worker dies while another is shutting
+    # down. The one shutting down must not take the dead one's rows, only to report them as
+    # failed a second time at its deadline: they wait for the next process.
+    from analytics_core import pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "SPOOL_CHECK_INTERVAL", 0.02)
+    spool = str(tmp_path / "spool.db")
+    dead = subprocess.Popen(
+        [sys.executable, "-m", "tests.persist_scripts.track_and_hang"]
+        + [f"http://127.0.0.1:{closed_port()}", spool, "40"],
+        cwd=str(ROOT),
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    reports = []
+    try:
+        assert dead.stdout.readline().strip() == "tracked 40 refused 0"
+        # Each POST fails after 0.1 s: the uploader goes from batch to batch, refilling between.
+        collector.set_faults([{"status": 500, "delay": 0.1, "times": 10_000}])
+        leaving = Client(
+            WRITE_KEY,
+            host=collector.url,
+            persist=spool,
+            max_retries=0,
+            on_error=lambda error, items: reports.extend(item["messageId"] for item in items),
+        )
+        # It looks for ended owners at each refill (the next look is not 5 s away).
+        leaving.pipeline.spool.adopt_interval = 0.0
+        leaving.pipeline.spool._next_adoption = 0.0
+        mine = [f"mine-{n}" for n in range(1000)]
+        for message_id in mine:
+            leaving.track("u", "Mine", message_id=message_id)
+        shutting_down = threading.Thread(target=leaving.shutdown, kwargs={"timeout": 2.0})
+        shutting_down.start()
+        time.sleep(0.3)  # the shutdown is under way, batches still failing one by one
+    finally:
+        dead.send_signal(signal.SIGKILL)
+        dead.wait(10)
+        dead.stdout.close()
+    shutting_down.join(10)
+    leaving.pipeline.close_spool()
+    assert sorted(reports) == sorted(mine)  # its own, once; none of the dead process's
+
+    collector.set_faults([])
+    later = Client(WRITE_KEY, host=collector.url, persist=spool)
+    try:
+        assert later.flush(timeout=20)
+        assert later.stats()["recovered"] == 1040  # the dead one's, and what failed here
+    finally:
+        later.shutdown(timeout=5)
+        later.pipeline.close_spool()
+    assert set(stored_ids(collector)) == {f"m-{n}" for n in range(40)} | set(mine)

@@ -208,6 +208,8 @@ def test_a_new_spool_is_private_to_its_user(opened, path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(Path(f"{path}-wal").stat().st_mode) == 0o600
     assert stat.S_IMODE(Path(f"{path}-owners").stat().st_mode) == 0o700
+    [segment] = Path(f"{path}-owners").glob("*.log")  # the journal holds the message itself
+    assert stat.S_IMODE(segment.stat().st_mode) == 0o600
 
 
 # -- ownership across processes ---------------------------------------------------------------
