@@ -68,11 +68,12 @@ def records(data: bytes) -> Iterator[Tuple[int, int, bytes, int]]:
 def read_payload(descriptor: int, offset: int) -> bytes:
     """The payload of the record at ``offset`` of an open segment (written by this process)."""
     header = os.pread(descriptor, HEADER_SIZE, offset)
-    length = _BODY.unpack_from(header, _CRC.size)[0]
-    payload = os.pread(descriptor, length, offset + HEADER_SIZE)
-    if len(header) != HEADER_SIZE or len(payload) != length:
-        raise OSError(f"journal record at offset {offset} is cut short")
-    return payload
+    if len(header) == HEADER_SIZE:
+        length = _BODY.unpack_from(header, _CRC.size)[0]
+        payload = os.pread(descriptor, length, offset + HEADER_SIZE)
+        if len(payload) == length:
+            return payload
+    raise OSError(f"journal record at offset {offset} is cut short")
 
 
 def segment_name(token: str, number: int) -> str:
