@@ -108,7 +108,7 @@ def instruction_lines(results: List[Dict[str, Any]]) -> List[Line]:
         lines.append(
             (
                 f"instructions per request that sends nothing: {name}",
-                f"+{row['added_share']:.1%} over bare; empty hooks +{row['floor_share']:.1%}",
+                f"{row['added_share']:+.1%} over bare; empty hooks {row['floor_share']:+.1%}",
                 "",
                 "",
                 f"≤ {TARGET_SHARE:.0%}{_verdict(row['target_met'])}",
