@@ -52,7 +52,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Set, Tuple
 
 from . import journal
 from .journal import Segment
@@ -142,6 +142,7 @@ class Spool:
         # _journal_lock guards them; taken after _lock when both are needed, never before it.
         self._journal_lock = threading.Lock()
         self._segments: List[Segment] = []
+        self._moving: Set[int] = set()  # rows being moved into the table (see _move_to_table)
         self._segment_number = 0
         self._next_id = self._id_end = 0
         self._owner: Optional[str] = None
@@ -239,7 +240,11 @@ class Spool:
         spool-only); the ids that were not the journal's, for the table."""
         elsewhere = []
         gone = []
+        moving = self._moving
         for row_id in ids:
+            if row_id in moving:  # being moved into the table: it is settled there
+                elsewhere.append(row_id)
+                continue
             for segment in self._segments:
                 if row_id in segment.live:
                     if spool_only:
@@ -270,52 +275,45 @@ class Spool:
         """Under the lock: move the journal's live rows for which ``which(segment, id)`` holds
         into the table, in one transaction, then mark them gone from the journal.
 
-        They leave the in-memory journal before the commit, so a concurrent ``remove`` of one
-        of them waits for the lock and deletes the committed row.
+        Until the commit they stay live in their segment (so no segment file is deleted under
+        them, whatever is removed meanwhile) and are listed in ``_moving``: a concurrent
+        ``remove`` or ``requeue`` of one of them goes to the table, waiting for the lock, and
+        so finds the committed row.
         """
-        moving: List[Tuple[int, int, bytes]] = []
+        moving: List[Tuple[Segment, int, int, bytes]] = []
         with self._journal_lock:
             try:
                 for segment in self._segments:
-                    for row_id, offset in list(segment.live.items()):
-                        if which(segment, row_id):
+                    for row_id, offset in segment.live.items():
+                        if row_id not in self._moving and which(segment, row_id):
                             data = journal.read_payload(segment.descriptor, offset)
-                            moving.append((row_id, 0 if row_id in segment.spool_only else 1, data))
+                            queued = 0 if row_id in segment.spool_only else 1
+                            moving.append((segment, row_id, queued, data))
             except OSError as error:
                 raise self._error("could not read its journal", error) from error
-            taken = self._take_from_journal_quietly([row_id for row_id, _, _ in moving])
+            ids = [row_id for _, row_id, _, _ in moving]
+            self._moving.update(ids)
         if not moving:
             return
         rows = [
-            (row_id, self._key_hash, self._owner, queued, data) for row_id, queued, data in moving
+            (row_id, self._key_hash, self._owner, queued, data)
+            for _, row_id, queued, data in moving
         ]
         try:
             self._transaction(
                 "could not move rows into the table", lambda db: db.executemany(_INSERT_ID, rows)
             )
         except BaseException:
-            with self._journal_lock:  # still the journal's: put them back
-                for segment, row_id, offset, spool_only in taken:
-                    segment.live[row_id] = offset
-                    if spool_only:
-                        segment.spool_only.add(row_id)
+            with self._journal_lock:  # not moved: still the journal's, as they were
+                self._moving.difference_update(ids)
             raise
-        with self._journal_lock:
-            self._write_gone([row_id for row_id, _, _ in moving])
-        self._count_table_write(len(rows))
-
-    def _take_from_journal_quietly(self, ids: List[int]) -> List[Tuple[Segment, int, int, bool]]:
-        """Under the journal lock: drop ``ids`` from the in-memory journal, without a record
-        (yet); what was dropped, to put back if the move fails."""
-        wanted = set(ids)
-        taken = []
-        for segment in self._segments:
-            for row_id in [row for row in segment.live if row in wanted]:
-                offset = segment.live.pop(row_id)
-                spool_only = row_id in segment.spool_only
+        with self._journal_lock:  # committed: the rows are the table's now
+            for segment, row_id, _, _ in moving:
+                segment.live.pop(row_id, None)
                 segment.spool_only.discard(row_id)
-                taken.append((segment, row_id, offset, spool_only))
-        return taken
+            self._moving.difference_update(ids)
+            self._write_gone(ids)
+        self._count_table_write(len(rows))
 
     def remove(self, ids: Sequence[int]) -> None:
         """Remove rows (delivered, or finally reported as failed).
@@ -487,10 +485,14 @@ class Spool:
             logger.warning("analytics: %s; its journal stays for the next process", error)
             return
         with self._journal_lock:
+            kept = []
             for segment in self._segments:
+                if segment.live:  # appended meanwhile, by a thread racing the close: kept whole
+                    kept.append(segment)
+                    continue
                 with contextlib.suppress(OSError):
                     segment.close_and_remove()
-            self._segments = []
+            self._segments = kept
 
     # -- private ------------------------------------------------------------------------------
 
@@ -754,6 +756,7 @@ class Spool:
             with contextlib.suppress(OSError):
                 os.close(segment.descriptor)
         self._segments = []
+        self._moving = set()
         self._segment_number = 0
         self._next_id = self._id_end = 0
 

@@ -744,3 +744,37 @@ def test_ids_stay_unique_across_processes_and_past_plain_inserts(opened, path):
     assert len(theirs) == 10
     assert len(set(mine + theirs + [plain])) == 16
     assert plain > max(mine + theirs)
+
+
+def test_rows_being_moved_keep_their_segment_whatever_is_removed_meanwhile(
+    opened, path, monkeypatch
+):
+    # A move into the table waits for SQLite's write lock (another process holds it) while the
+    # uploader removes the other row of the same segment. The segment file must stay until the
+    # move commits: deleted now, a crash before the commit would lose the row being moved.
+    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 200)  # two 117-byte records each
+    spool = open_spool(opened, path)
+    spool.append(b"b" * 100, queued=False)  # the first segment: a spool-only row...
+    delivered = spool.append(b"q" * 100)  # ...and one in the memory queue
+    for _ in range(4):
+        spool.append(b"later" * 20)  # the next segments
+    first = sorted(Path(f"{path}-owners").glob("*.1.log"))
+    assert len(first) == 1 and len(segment_files(path)) > 1
+    blocker = sqlite3.connect(path, timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")
+    taken = []
+    taker = threading.Thread(target=lambda: taken.extend(spool.take_backlog(10)))
+    taker.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not spool._moving:  # the move has read its rows and waits for the write lock
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        spool.remove([delivered])
+        assert first[0].exists()
+    finally:
+        blocker.rollback()
+        blocker.close()
+        taker.join(10)
+    assert texts(taken) == ["b" * 100]
+    assert spool.pending_count() == 5  # the one taken, and the four later ones
