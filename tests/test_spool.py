@@ -778,3 +778,106 @@ def test_rows_being_moved_keep_their_segment_whatever_is_removed_meanwhile(
         taker.join(10)
     assert texts(taken) == ["b" * 100]
     assert spool.pending_count() == 5  # the one taken, and the four later ones
+
+
+def test_threads_with_tiny_segments_lose_nothing_and_resend_nothing_delivered(
+    opened, path, monkeypatch
+):
+    # Segments of two records and at most two of them: rotations, deletions of emptied
+    # segments and moves into the table all the time, while 4 threads append (half of them
+    # spool-only), an uploader takes and removes, and another removes what the queue holds.
+    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 100)
+    monkeypatch.setattr(spool_module, "MAX_SEGMENTS", 2)
+    spool = open_spool(opened, path, adopt_interval=3600.0)
+    queued, removed, errors = [], set(), []
+    lock = threading.Lock()
+    writers_done = threading.Event()
+
+    def writer(number):
+        try:
+            for index in range(300):
+                in_queue = index % 2 == 0
+                row = spool.append(f"{number}-{index}".encode(), queued=in_queue)
+                if in_queue:
+                    with lock:
+                        queued.append(row)
+        except Exception as error:  # pragma: no cover - reported by the assertion below
+            errors.append(error)
+
+    def deliver_queued():  # the uploader's removals of what the memory queue held
+        try:
+            while not writers_done.is_set() or queued:
+                with lock:
+                    batch, queued[:7] = queued[:7], []
+                spool.remove(batch)
+                with lock:
+                    removed.update(batch)
+        except Exception as error:  # pragma: no cover
+            errors.append(error)
+
+    def take_backlog():  # and of what it took from the spool, every other batch
+        try:
+            keep = False
+            while not writers_done.is_set():
+                rows = spool.take_backlog(5)
+                ids = [row for row, _ in rows]
+                if keep:
+                    spool.requeue(ids)  # could not be sent: spool-only again
+                else:
+                    spool.remove(ids)
+                    with lock:
+                        removed.update(ids)
+                keep = not keep
+        except Exception as error:  # pragma: no cover
+            errors.append(error)
+
+    helpers = [threading.Thread(target=deliver_queued), threading.Thread(target=take_backlog)]
+    writers = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in helpers + writers:
+        thread.start()
+    for thread in writers:
+        thread.join(60)
+    writers_done.set()
+    for thread in helpers:
+        thread.join(60)
+    assert errors == []
+    left = spool.pending_count()
+    spool.close()
+    assert len(segment_files(path)) == 0  # all moved into the table at close
+    rows = open_spool(opened, path).take_backlog(10_000)  # adopted: exactly what was not removed
+    assert len(rows) == left == 4 * 300 - len(removed)
+    assert not {row for row, _ in rows} & removed
+    assert len({data for _, data in rows}) == len(rows)
+
+
+STRESS = DRIVER.parent / "spool_stress.py"
+
+
+@pytest.mark.parametrize("after", [0.0, 0.4, 1.0])
+def test_a_process_killed_mid_stream_loses_no_row_and_resends_no_removed_one(
+    opened, path, tmp_path, after
+):
+    log = tmp_path / "operations.log"
+    process = subprocess.Popen(
+        [sys.executable, str(STRESS), str(path), KEY, str(log)], stdout=subprocess.PIPE
+    )
+    try:
+        assert process.stdout.readline() == b"running\n"
+        deadline = time.monotonic() + 30
+        while log.read_bytes().count(b"a ") < 200:  # under way, whatever the machine's load
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(after)
+    finally:
+        process.kill()
+        process.wait(10)
+        process.stdout.close()
+    acknowledged, removing, removed = set(), set(), set()
+    for line in log.read_text().splitlines():
+        kind, *ids = line.split()
+        {"a": acknowledged, "r?": removing, "r": removed}[kind].update(map(int, ids))
+    assert len(acknowledged) >= 200 and removed
+    found = {row for row, _ in open_spool(opened, path).take_backlog(10**6)}
+    assert acknowledged - removing <= found  # nothing acknowledged and not removed is lost
+    assert not found & removed  # nothing whose removal returned comes back
+    assert segment_files(path) == []  # the dead process's journal was replayed and deleted
