@@ -100,6 +100,19 @@ def deliver_before_exit(timeout: Optional[float] = None) -> bool:
         return False
 
 
+def prepare_for_forks() -> None:
+    """Import now what a client first needs to send: the HTTP stack (requests and urllib3) and
+    the spool's ``sqlite3``. For a job worker's main process, which forks a process per job (or
+    per few tasks): each child then inherits them instead of importing them again, which cost
+    every RQ work horse about 150 ms here. Never raises."""
+    try:
+        from . import spool, transport  # noqa: F401 - the import is the point
+
+        transport.load_http()
+    except Exception:  # only a head start: the child imports what it needs anyway
+        logger.debug("analytics: could not import ahead of forks", exc_info=True)
+
+
 def _at_exit() -> None:
     deliver_before_exit()
 
@@ -222,10 +235,17 @@ def _warn_in_a_work_horse_that_cannot_deliver() -> None:
             names = {cls.__name__ for cls in type(worker).__mro__}
             if "DeliverBeforeExit" not in names:
                 _warned_about_rq = True
+                spooled = bool(_clients) and all(
+                    client.pipeline.spool is not None for client in list(_clients)
+                )
+                fate = (
+                    "waits in the spool until the next process opens it" if spooled else "is lost"
+                )
                 logger.warning(
                     "analytics: this RQ work horse leaves through os._exit() as soon as the job "
-                    "is done, so what the job tracked is lost; run the worker with "
-                    "`rq worker --worker-class analytics_rq.Worker` (see the README)"
+                    "is done, so what the job tracked %s; run the worker with "
+                    "`rq worker --worker-class analytics_rq.Worker` (see the README)",
+                    fate,
                 )
             return
         frame = frame.f_back

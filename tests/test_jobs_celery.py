@@ -8,6 +8,7 @@ each task writes a line once it has tracked.
 """
 
 import signal
+import subprocess
 import sys
 import uuid
 
@@ -24,6 +25,7 @@ from tests.job_apps.harness import (
     wait_until,
 )
 from tests.job_apps.redis_server import redis_server
+from tests.support.servers import python_env
 
 pytestmark = pytest.mark.slow
 
@@ -179,3 +181,27 @@ def test_task_context_names_the_task(collector, tmp_path, broker):
     assert delivered_indexes(early) == [0, 1]
     assert not any("task" in event["context"] for event in early)
     assert not files.reported()
+
+
+PREPARED = """
+import sys
+import celery
+import analytics_celery
+
+app = celery.Celery("prepared")
+analytics_celery.setup(app)
+needed = ("requests", "sqlite3")
+before = [name for name in needed if name in sys.modules]
+celery.signals.worker_init.send(sender=None)  # what the worker's main process sends
+print(before, [name for name in needed if name in sys.modules])
+"""
+
+
+def test_the_worker_imports_what_a_first_send_needs_before_its_pool_forks():
+    # Each pool process (one more per recycle) then inherits requests and sqlite3 instead of
+    # importing them for its first send.
+    done = subprocess.run(
+        [sys.executable, "-c", PREPARED], env=python_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[] ['requests', 'sqlite3']"

@@ -14,6 +14,8 @@ import pytest
 from redis import Redis
 from rq import Queue
 
+from analytics_core import Client
+from tests.job_apps.constants import WRITE_KEY
 from tests.job_apps.harness import (
     JobFiles,
     WorkerProcess,
@@ -49,10 +51,10 @@ def enqueue(redis_url, user, count=JOBS):
             queue.enqueue("tests.job_apps.rq_jobs.track", user, index)
 
 
-def rq_worker(files, host, redis_url, worker_class, *options):
+def rq_worker(files, host, redis_url, worker_class, *options, **env):
     command = [sys.executable, "-m", "rq.cli", "worker", "--url", redis_url]
     command += ["--worker-class", worker_class, "--logging_level", "WARNING", *options, QUEUE]
-    return WorkerProcess(command, files.env(host))
+    return WorkerProcess(command, files.env(host, **env))
 
 
 def run_burst(files, host, redis_url, worker_class, user):
@@ -123,3 +125,57 @@ def test_the_plain_forking_worker_says_it_loses_the_jobs_events(collector, tmp_p
     assert collector.events(limit=0, user_id=user) == []
     warnings = worker.output().count("this RQ work horse leaves through os._exit()")
     assert warnings == JOBS, worker.output()  # one per work horse: one per job
+
+
+@pytest.mark.parametrize(
+    ("worker_class", "inherited"),
+    [
+        ("analytics_rq.Worker", ["requests", "sqlite3"]),
+        ("rq.worker.Worker", []),  # the control: nothing else in a horse imports them
+    ],
+)
+def test_work_horses_inherit_what_a_first_send_imports(
+    tmp_path, redis_url, worker_class, inherited
+):
+    # Each work horse would otherwise import requests (and the spool's sqlite3) for its job's
+    # first send: about 150 ms a job here. The worker imports them once, before it forks.
+    files = JobFiles(tmp_path)
+    with Redis.from_url(redis_url) as connection:
+        job = Queue(QUEUE, connection=connection).enqueue(
+            "tests.job_apps.rq_probe.modules_at_start"
+        )
+    worker = rq_worker(files, closed_url(), redis_url, worker_class, "--burst")
+    try:
+        assert worker.wait(60) == 0, worker.output()
+    finally:
+        worker.close()
+    with Redis.from_url(redis_url) as connection:
+        job.connection = connection
+        assert job.return_value(refresh=True) == inherited
+
+
+def test_with_a_spool_the_plain_forking_worker_says_the_events_wait_there(
+    collector, tmp_path, redis_url
+):
+    # persist=: what a work horse of RQ's own class could not deliver is not lost but waits in
+    # the spool; the warning says so, and the next process that opens the spool sends it.
+    files = JobFiles(tmp_path)
+    user = unique_user()
+    spool = str(tmp_path / "spool.db")
+    enqueue(redis_url, user)
+    worker = rq_worker(
+        files, collector.url, redis_url, "rq.worker.Worker", "--burst", JOBS_PERSIST=spool
+    )
+    try:
+        assert worker.wait(60) == 0, worker.output()
+    finally:
+        worker.close()
+    output = worker.output()
+    assert output.count("what the job tracked waits in the spool until the next process") == JOBS
+    assert "is lost" not in output
+    later = Client(WRITE_KEY, host=collector.url, persist=spool)
+    try:
+        assert later.flush(timeout=20)
+    finally:
+        later.shutdown(timeout=5)
+    assert delivered_indexes(collector.events(limit=0, user_id=user)) == list(range(JOBS))

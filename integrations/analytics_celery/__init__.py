@@ -14,7 +14,7 @@ One optional line puts each task into its messages' context::
 from typing import Any, Optional
 
 from .task_context import TaskContext, connect_task_context
-from .worker import connect_exit_hooks
+from .worker import connect_exit_hooks, connect_fork_preparation
 
 __all__ = ["TaskContext", "connect_exit_hooks", "setup"]
 
@@ -25,7 +25,9 @@ def setup(app: Optional[Any] = None, *, task_context: bool = False) -> None:
     running task in each message's ``context.task`` (only ``app``'s tasks, when given).
 
     Call it where the Celery app is defined, so that the worker and its pool processes run it.
+    The worker's main process then also imports what sending needs before its pool forks.
     """
     connect_exit_hooks()
+    connect_fork_preparation()
     if task_context:
         connect_task_context(app)

@@ -18,7 +18,7 @@ from celery import signals
 
 from analytics_core import lifecycle
 
-__all__ = ["connect_exit_hooks"]
+__all__ = ["connect_exit_hooks", "connect_fork_preparation"]
 
 _UID = "analytics_celery.deliver"
 
@@ -28,6 +28,16 @@ def connect_exit_hooks() -> None:
     # weak=False: the receivers are module functions, but say so; dispatch_uid: connect once.
     signals.worker_process_shutdown.connect(_deliver, weak=False, dispatch_uid=_UID)
     signals.worker_shutdown.connect(_deliver, weak=False, dispatch_uid=_UID)
+
+
+def connect_fork_preparation() -> None:
+    """In the worker's main process, before its pool forks: import what sending needs once,
+    so that each pool process (a new one per recycle) inherits it (idempotent)."""
+    signals.worker_init.connect(_prepare, weak=False, dispatch_uid=_UID + ".prepare")
+
+
+def _prepare(sender: Any = None, **kwargs: Any) -> None:
+    lifecycle.prepare_for_forks()
 
 
 def _deliver(sender: Any = None, **kwargs: Any) -> None:

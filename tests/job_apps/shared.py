@@ -38,6 +38,8 @@ SETTINGS: Dict[str, Any] = {
     "timeout": 5,
     "on_error": record_error,
 }
+if os.environ.get("JOBS_PERSIST"):  # the spool's path
+    SETTINGS["persist"] = os.environ["JOBS_PERSIST"]
 analytics_core.write_key = WRITE_KEY
 for _name, _value in SETTINGS.items():
     setattr(analytics_core, _name, _value)
