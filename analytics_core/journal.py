@@ -1,7 +1,7 @@
 """The spool's journal: one owner's append-only segment files, where ``append`` writes.
 
 A committed SQLite row cost the caller 15-25 µs of CPU (locks, page writes, WAL index), most of
-``persist=``'s cost per call. A journal record costs one ``os.write``: like a commit in WAL mode
+``persist=``'s cost per call. A journal record costs one ``os.pwrite``: like a commit in WAL mode
 with ``synchronous=NORMAL``, it is in the kernel's page cache when the call returns, so it
 survives the process (SIGKILL, ``os._exit``), not a power cut.
 

@@ -6,7 +6,7 @@ process that opens the file with the same write key.
 
 Where a row lives:
 
-- ``append`` writes it to the owner's journal (:mod:`analytics_core.journal`): one ``os.write``
+- ``append`` writes it to the owner's journal (:mod:`analytics_core.journal`): one ``os.pwrite``
   to a segment file beside the database, instead of a SQLite commit (about 3 µs of the caller's
   CPU instead of 15-25). Its id comes from a block this owner reserved in SQLite's own
   AUTOINCREMENT counter, so ids stay unique across processes and are never reused;
