@@ -684,16 +684,15 @@ class Pipeline:
             self._retrying = True
 
     def _report(self, error: BaseException, batch: List[bytes]) -> None:
-        if self.spool is not None and not _refused_for_good(error):
-            # Said, so that reports counted across processes are not read as losses.
-            logger.warning(
-                "analytics: could not deliver %d message(s): %s (kept in the spool: the next"
-                " process that opens it sends them)",
-                len(batch),
-                error,
-            )
-        else:
-            logger.warning("analytics: could not deliver %d message(s): %s", len(batch), error)
+        # Said when the spool keeps them, so that reports counted across processes are not
+        # read as losses.
+        kept = self.spool is not None and not _refused_for_good(error)
+        logger.warning(
+            "analytics: could not deliver %d message(s): %s%s",
+            len(batch),
+            error,
+            " (kept in the spool: the next process that opens it sends them)" if kept else "",
+        )
         without_tracebacks(error)
         try:
             self.on_failure(error, batch)

@@ -330,7 +330,7 @@ class Spool:
             )
             self._count_table_write(len(in_table))
 
-    def _count_table_write(self, rows: int = 100) -> None:
+    def _count_table_write(self, rows: int) -> None:
         """Checkpoint after about ``CHECKPOINT_EVERY`` hundred rows written to the table."""
         before = self._table_writes // CHECKPOINT_EVERY
         self._table_writes += max(1, rows // 100)

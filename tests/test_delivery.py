@@ -587,6 +587,18 @@ def test_on_error_raising_does_not_kill_the_uploader(collector, make_client, cap
 # -- gzip ---------------------------------------------------------------------------------------
 
 
+def test_batches_arrive_in_the_order_tracked(collector, make_client):
+    # Each POST is held 20 ms, so the queue fills up behind the uploader.
+    collector.set_faults([{"status": 200, "delay": 0.02, "times": 1000}])
+    client = make_client(retries=0, upload_size=50, max_queue_size=10_000)
+    ids = [f"m-{n:05d}" for n in range(3000)]
+    for message_id in ids:
+        client.track("u", "Ordered", message_id=message_id)
+    assert client.flush(timeout=60)
+    stored = [event["messageId"] for event in collector.events(limit=0, order="asc")]
+    assert stored == ids
+
+
 def test_gzip_end_to_end(collector, make_client):
     client = make_client(gzip=True, upload_size=20, upload_interval=30)
     sent = [client.track("u", "Zipped ✓", {"i": i, "pad": "z" * 500})[1] for i in range(50)]

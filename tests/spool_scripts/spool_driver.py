@@ -16,20 +16,13 @@ one line:
 End of input: the process exits without closing the spool. The tests SIGKILL it as well.
 """
 
-import importlib
 import json
 import sys
 import time
-import types
-from pathlib import Path
 
-# The package's modules without its __init__: the spool needs nothing but the standard library
-# (and its journal module), and importing analytics_core (requests and all) would cost each
-# process about 0.6 s here.
-_PACKAGE = types.ModuleType("analytics_core")
-_PACKAGE.__path__ = [str(Path(__file__).resolve().parents[2] / "analytics_core")]
-sys.modules["analytics_core"] = _PACKAGE
-spool_module = importlib.import_module("analytics_core.spool")
+from standalone import load_spool_module  # this script's folder is on sys.path
+
+spool_module = load_spool_module()
 
 
 def sleep_until(moment: float) -> None:

@@ -8,18 +8,13 @@ O_APPEND descriptor (so a SIGKILL leaves whole lines): ``a ID`` after an append 
 process, then checks what an adopter finds against the log (tests/test_spool.py).
 """
 
-import importlib
 import os
 import sys
 import threading
-import types
-from pathlib import Path
 
-# The package's modules without its __init__ (see spool_driver.py).
-_PACKAGE = types.ModuleType("analytics_core")
-_PACKAGE.__path__ = [str(Path(__file__).resolve().parents[2] / "analytics_core")]
-sys.modules["analytics_core"] = _PACKAGE
-spool_module = importlib.import_module("analytics_core.spool")
+from standalone import load_spool_module  # this script's folder is on sys.path
+
+spool_module = load_spool_module()
 spool_module.SEGMENT_BYTES = 300  # a few records per segment: rotations and moves all the time
 spool_module.MAX_SEGMENTS = 2
 
