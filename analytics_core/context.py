@@ -22,54 +22,32 @@ _mint_lock = threading.Lock()
 _request: contextvars.ContextVar = contextvars.ContextVar("analytics_request_context", default=None)
 
 
-class RequestContext:
-    """What a request contributes to messages: context fields, default user ids and, for
-    integrations that own a client (Flask, ASGI), the client the module-level API uses.
+class RequestContextBase:
+    """What every request context does with its fields, whatever stores them: reading them
+    when a message first needs them (``_fill``, then :meth:`_read_fields`), the ``context`` and
+    ``anonymous_id`` properties, and minting an anonymous id.
 
-    Integrations pass ``fill`` rather than ``context`` and ``anonymous_id``: a callable that
-    returns ``(context, anonymous_id)`` and runs when a message first needs them. Most requests
-    send no analytics at all, and parsing headers, cookies and the client address costs them
-    more than the rest of a hello-world request does. ``fill`` may run more than once when two
-    threads of one request need it at the same moment; it must be free of side effects.
+    :class:`RequestContext` stores them in slots. An integration whose context is made on
+    every request may store them otherwise (Flask's is built by C code: see
+    ``analytics_flask.request_context``). Every subclass has ``_context``, ``_anonymous_id``,
+    ``_fill``, ``user_id``, ``client`` and ``minted_anonymous_id``.
     """
 
-    __slots__ = ("_context", "_anonymous_id", "_fill", "user_id", "client", "minted_anonymous_id")
+    __slots__ = ()
 
-    def __init__(
-        self,
-        context: Optional[Dict[str, Any]] = None,
-        user_id: Optional[str] = None,
-        anonymous_id: Optional[str] = None,
-        client: Any = None,
-        fill: "Optional[Callable[[], Tuple[Dict[str, Any], Optional[str]]]]" = None,
-    ) -> None:
-        self._start(client, fill, context, anonymous_id)
-        self.user_id = user_id
-
-    def _start(
-        self,
-        client: Any,
-        fill: "Optional[Callable[[], Tuple[Dict[str, Any], Optional[str]]]]",
-        context: "Optional[Dict[str, Any]]" = None,
-        anonymous_id: Optional[str] = None,
-    ) -> None:
-        """Everything ``__init__`` sets but ``user_id``: for an integration's subclass whose
-        ``user_id`` is a property of its own, set up in its own ``__init__`` (every request
-        builds one, so assigning ``user_id`` through that property would be a wasted call)."""
-        self._context = context or {}
-        self._anonymous_id = anonymous_id
-        self._fill = fill
-        self.client = client
-        # Set when this request had no anonymous id of its own and a message needed one: the
-        # integration then hands it to the browser as the ajs_anonymous_id cookie.
-        self.minted_anonymous_id: Optional[str] = None
+    _context: Dict[str, Any]
+    _anonymous_id: Optional[str]
+    _fill: Any
+    user_id: Optional[str]
+    client: Any
+    minted_anonymous_id: Optional[str]
 
     def _run_fill(self) -> None:
         fill = self._fill
         if fill is None:
             return
         try:
-            context, anonymous_id = fill()
+            context, anonymous_id = self._read_fields()
         except Exception:  # a request we cannot read still gets its messages sent
             logger.exception("analytics: could not read the request's context; sending without")
             context, anonymous_id = {}, None
@@ -80,6 +58,12 @@ class RequestContext:
             self._anonymous_id = anonymous_id
         # Cleared last: another thread that sees no fill sees the filled fields.
         self._fill = None
+
+    def _read_fields(self) -> Tuple[Dict[str, Any], Optional[str]]:
+        """The request's ``(context, anonymous_id)``: what ``fill`` answers. A subclass that
+        reads its request itself overrides this, and sets ``_fill`` to any value but None until
+        it ran (one object less to make on every request)."""
+        return self._fill()  # type: ignore[misc]
 
     @property
     def was_read(self) -> bool:
@@ -127,6 +111,49 @@ class RequestContext:
             f"RequestContext(context={self.context!r}, user_id={self.user_id!r}, "
             f"anonymous_id={self.anonymous_id!r})"
         )
+
+
+class RequestContext(RequestContextBase):
+    """What a request contributes to messages: context fields, default user ids and, for
+    integrations that own a client (Flask, ASGI), the client the module-level API uses.
+
+    Integrations pass ``fill`` rather than ``context`` and ``anonymous_id``: a callable that
+    returns ``(context, anonymous_id)`` and runs when a message first needs them. Most requests
+    send no analytics at all, and parsing headers, cookies and the client address costs them
+    more than the rest of a hello-world request does. ``fill`` may run more than once when two
+    threads of one request need it at the same moment; it must be free of side effects.
+    """
+
+    __slots__ = ("_context", "_anonymous_id", "_fill", "user_id", "client", "minted_anonymous_id")
+
+    def __init__(
+        self,
+        context: Optional[Dict[str, Any]] = None,
+        user_id: Optional[str] = None,
+        anonymous_id: Optional[str] = None,
+        client: Any = None,
+        fill: "Optional[Callable[[], Tuple[Dict[str, Any], Optional[str]]]]" = None,
+    ) -> None:
+        self._start(client, fill, context, anonymous_id)
+        self.user_id = user_id
+
+    def _start(
+        self,
+        client: Any,
+        fill: "Optional[Callable[[], Tuple[Dict[str, Any], Optional[str]]]]",
+        context: "Optional[Dict[str, Any]]" = None,
+        anonymous_id: Optional[str] = None,
+    ) -> None:
+        """Everything ``__init__`` sets but ``user_id``: for an integration's subclass whose
+        ``user_id`` is a property of its own, set up in its own ``__init__`` (every request
+        builds one, so assigning ``user_id`` through that property would be a wasted call)."""
+        self._context = context or {}
+        self._anonymous_id = anonymous_id
+        self._fill = fill
+        self.client = client
+        # Set when this request had no anonymous id of its own and a message needed one: the
+        # integration then hands it to the browser as the ajs_anonymous_id cookie.
+        self.minted_anonymous_id: Optional[str] = None
 
 
 current_request_context: "Callable[[], Optional[RequestContext]]" = _request.get

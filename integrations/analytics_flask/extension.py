@@ -10,7 +10,8 @@ from analytics_core import Client, ValidationError
 
 from . import config as settings
 from . import login
-from .hooks import RequestHooks
+from .middleware import wrap_wsgi_app
+from .pageviews import PageViewHook
 from .state import EXTENSION_KEY, AppState, state_of
 
 __all__ = ["Analytics"]
@@ -62,7 +63,8 @@ class Analytics:
             self._app = app
 
     def init_app(self, app: Flask) -> None:
-        """Read ``app``'s ``ANALYTICS_*`` config, build its client and install the request hooks.
+        """Read ``app``'s ``ANALYTICS_*`` config, build its client and wrap its ``wsgi_app``
+        (see :mod:`analytics_flask.middleware`).
 
         Raises :class:`~analytics_flask.ConfigError` (a ``ValueError``) naming the key when a
         known key has the wrong type (an unknown ``ANALYTICS_*`` key only logs a warning), and
@@ -79,12 +81,14 @@ class Analytics:
                 "ANALYTICS_IDENTIFY_ON_LOGIN needs Flask-Login (pip install Flask-Login)"
             )
         client = _build_client(settings.client_options(config), app)
-        state = AppState(self, client, config, app.static_url_path)
+        state = AppState(self, client, config, app.static_url_path, app.config)
         self._states[app] = state
         # The extension object itself, as Flask's extension guide says: in a factory-pattern
         # app, current_app.extensions["analytics"].track(...) is this object's track().
         app.extensions[EXTENSION_KEY] = self
-        RequestHooks(state).install(app)
+        app.wsgi_app = wrap_wsgi_app(app.wsgi_app, state)  # type: ignore[method-assign]
+        if state.pageviews:
+            PageViewHook(state).install(app)
         if state.identify_on_login:
             login.connect_identify_on_login()
 

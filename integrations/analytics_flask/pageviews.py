@@ -5,10 +5,10 @@ import logging
 import zlib
 from typing import Optional
 
-from flask import Request, Response
+from flask import Flask, Request, Response, request
 
 from analytics_core import Client
-from analytics_core.context import RequestContext
+from analytics_core.context import RequestContext, current_request_context
 from analytics_core.web.pageviews import (
     document_title,
     is_document,
@@ -20,7 +20,7 @@ from analytics_core.web.pageviews import (
 
 from .state import AppState
 
-__all__ = ["is_page_view", "page_name", "record_page_view"]
+__all__ = ["PageViewHook", "is_page_view", "page_name", "record_page_view"]
 
 logger = logging.getLogger("segment")
 
@@ -97,3 +97,32 @@ def record_page_view(
         client.page(name=page_name(request), properties=properties)
     except Exception:  # a page view must never turn a good response into an error
         logger.exception("analytics_flask: recording the page view failed")
+
+
+class PageViewHook:
+    """The ``after_request`` function of an app with ``ANALYTICS_PAGEVIEWS`` on: records the
+    page view of each response that is one."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    def install(self, app: Flask) -> None:
+        """Register it on ``app``. Flask runs ``after_request`` functions last-registered first:
+        this one goes first in the list, so it runs after every other one, whenever the app or
+        an extension registered it, and sees the response as the browser will (Flask-Compress's
+        gzip included)."""
+        app.after_request_funcs.setdefault(None, []).insert(0, self)
+
+    def __call__(self, response: Response) -> Response:
+        context = current_request_context()
+        if context is None:  # the app is served without its wsgi_app (app.test_request_context)
+            return response
+        state = self.state
+        try:
+            page_view = is_page_view(state, request, response)
+        except Exception:  # a page view is not worth a failed response
+            logger.exception("analytics_flask: could not tell whether this is a page view")
+            return response
+        if page_view:
+            record_page_view(state.client, request, response, context)
+        return response

@@ -32,6 +32,7 @@ class AppState:
         "extension",
         "client",
         "config",
+        "app_config",
         "trusted_proxies",
         "forwarded_header",
         "user_id",
@@ -50,10 +51,13 @@ class AppState:
         client: Client,
         config: Mapping[str, Any],
         static_url_path: Optional[str] = None,
+        app_config: Optional[Mapping[str, Any]] = None,
     ) -> None:
         self.extension = extension
         self.client = client
         self.config = config
+        # The app's own config, live (TRUSTED_HOSTS is read from it when the request is gone).
+        self.app_config: Mapping[str, Any] = app_config if app_config is not None else {}
         self.trusted_proxies: int = config["ANALYTICS_TRUSTED_PROXIES"]
         self.forwarded_header: str = config["ANALYTICS_FORWARDED_HEADER"]
         # The app's resolver (request -> user id); None reads Flask-Login.
