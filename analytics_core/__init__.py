@@ -36,7 +36,13 @@ from .client import (
     Result,
     Timestamp,
 )
-from .context import current_request_context, set_user_id
+from .context import (
+    context_set_by_integration,
+    current_request_context,
+    looked_up_request_context,
+    request_context_lookups,
+    set_user_id,
+)
 from .errors import (
     APIError,
     MessageTooLargeError,
@@ -112,8 +118,11 @@ default_client: Optional[Client] = None
 
 def _client() -> Client:
     # Inside a request handled by an integration that owns a client (Flask's Analytics(app),
-    # the ASGI middleware), the module-level calls go to that client.
-    request = current_request_context()
+    # the ASGI middleware), the module-level calls go to that client. (current_request_context(),
+    # written out: every module-level call takes this path.)
+    request = context_set_by_integration()
+    if request is None and request_context_lookups:
+        request = looked_up_request_context()
     if request is not None and request.client is not None:
         return request.client
     return _default()

@@ -12,7 +12,14 @@ from types import TracebackType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
 
 from . import lifecycle
-from .context import current_request_context, merge_context, request_ids
+from .context import (
+    context_set_by_integration,
+    current_request_context,
+    looked_up_request_context,
+    merge_context,
+    request_context_lookups,
+    request_ids,
+)
 from .encoding import MAX_MESSAGE_BYTES, decode_message, encode_message
 from .errors import MessageTooLargeError, QueueFullError, ValidationError
 from .messages import (
@@ -610,7 +617,10 @@ class Client:
         require_identity=True,
         use_request_ids=True,
     ) -> Message:
-        request = current_request_context()
+        # current_request_context(), written out: every message takes this path.
+        request = context_set_by_integration()
+        if request is None and request_context_lookups:
+            request = looked_up_request_context()
         if request is not None:
             context = merge_context(dict_field("context", context), request.context)
             if use_request_ids:

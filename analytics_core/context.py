@@ -9,7 +9,7 @@ import contextvars
 import logging
 import sys
 import threading
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .errors import ValidationError
 from .ids import new_message_id
@@ -156,9 +156,45 @@ class RequestContext(RequestContextBase):
         self.minted_anonymous_id: Optional[str] = None
 
 
-current_request_context: "Callable[[], Optional[RequestContext]]" = _request.get
-"""The context of the request being handled on this thread / task, if any (``ContextVar.get``
-itself, so the hot path pays no extra Python call)."""
+context_set_by_integration: "Callable[[], Optional[RequestContextBase]]" = _request.get
+"""The context an integration made current with :func:`set_request_context`, if any
+(``ContextVar.get`` itself: the client's hot path calls it, then the lookups only if None)."""
+
+request_context_lookups: "List[Callable[[], Optional[RequestContextBase]]]" = []
+"""Where else a request's context may be found (:func:`add_request_context_lookup`); changed in
+place, never rebound, so a module that imported it sees every lookup added later."""
+
+
+def add_request_context_lookup(lookup: "Callable[[], Optional[RequestContextBase]]") -> None:
+    """Find the current request's context with ``lookup()`` when no integration set one: for a
+    framework that already keeps its current request in a contextvar of its own, where setting
+    ours as well would cost every request (Flask: see ``analytics_flask.request_context``).
+    ``lookup`` answers None outside its requests, quickly: every call outside a request asks
+    it. Adding the same lookup twice adds it once."""
+    if lookup not in request_context_lookups:
+        request_context_lookups.append(lookup)
+
+
+def looked_up_request_context() -> "Optional[RequestContextBase]":
+    """The first context a lookup finds, or None (a lookup that raises is logged, skipped)."""
+    for lookup in request_context_lookups:
+        try:
+            found = lookup()
+        except Exception:  # a broken lookup must not break the app's analytics calls
+            logger.exception("analytics: looking up the request's context failed")
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+def current_request_context() -> "Optional[RequestContextBase]":
+    """The context of the request being handled on this thread / task, if any: the one an
+    integration set, else the one a lookup finds."""
+    request = _request.get()
+    if request is None and request_context_lookups:
+        return looked_up_request_context()
+    return request
 
 
 set_request_context: "Callable[[Optional[RequestContext]], contextvars.Token]" = _request.set
@@ -181,7 +217,7 @@ def set_user_id(user_id: Any) -> bool:
     value is a :class:`~analytics_core.ValidationError`: raised outside a request (and under a
     test capture), logged inside one, where the request must not fail for it.
     """
-    request = _request.get()
+    request = current_request_context()
     try:
         text = _user_id_text(user_id)
     except ValidationError as error:

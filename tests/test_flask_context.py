@@ -6,11 +6,20 @@ import logging
 import threading
 
 import pytest
-from flask import Flask, Response, abort, jsonify, request, stream_with_context
+from analytics_flask.request_context import made_context
+from flask import (
+    Flask,
+    Response,
+    abort,
+    copy_current_request_context,
+    jsonify,
+    request,
+    stream_with_context,
+)
 
 import analytics_core
 from analytics_core.collector.access import write_key_fingerprint as fingerprint
-from analytics_core.context import current_request_context
+from analytics_core.context import context_set_by_integration, current_request_context
 
 from .flask_apps.factory import WRITE_KEY, AppFactory, add_track_route, ajs_cookie, flush
 
@@ -298,19 +307,26 @@ def test_the_context_is_reset_after_a_view_raises(make_app, collector):
     assert current_request_context() is None
 
 
-def test_the_context_is_reset_with_the_test_client_keeping_the_request(app, collector):
+def test_the_context_follows_flasks_request_context_in_a_with_client_block(app, collector):
     client = app.test_client()
     client.set_cookie("ajs_anonymous_id", ajs_cookie("a1"))
+    client.get("/track", headers={"User-Agent": "zero"})
+    # Without `with client:` Flask's request context is gone once the test has its answer.
+    assert current_request_context() is None
     with client:
         client.get("/track", headers={"User-Agent": "first"})
-        # The test client keeps Flask's request context (request.path works here), but the
-        # request ended: module-level calls no longer carry its context.
+        # The test client keeps Flask's request context (request.path works here), and the
+        # analytics context with it: a call here is about that request, as Flask says.
         assert request.path == "/track"
-        assert current_request_context() is None
+        kept = current_request_context()
+        assert kept is not None
+        assert kept.context["userAgent"] == "first"
         client.get("/track", headers={"User-Agent": "second"})
+        assert current_request_context().context["userAgent"] == "second"
     assert current_request_context() is None
-    first, second = delivered(collector, app, count=2)
-    assert (first["context"]["userAgent"], second["context"]["userAgent"]) == ("first", "second")
+    zero, first, second = delivered(collector, app, count=3)
+    agents = [event["context"]["userAgent"] for event in (zero, first, second)]
+    assert agents == ["zero", "first", "second"]
 
 
 def test_streamed_bodies_keep_the_context_until_the_response_is_closed(make_app, collector):
@@ -458,3 +474,58 @@ def test_flush_each_request_delivers_before_the_response(make_app, collector):
     client.set_cookie("ajs_anonymous_id", ajs_cookie("a1"))
     client.get("/track")
     assert len(collector.events(limit=0)) == 1  # no flush by the test: the request did it
+
+
+def test_a_request_that_sends_nothing_sets_and_makes_no_context(app, collector):
+    seen = {}
+
+    @app.get("/quiet")
+    def quiet():
+        # What the extension did for this request before the view ran: nothing but a mark in
+        # the environ. The context rides on Flask's own request context (see the middleware).
+        seen["set"] = context_set_by_integration()
+        seen["made"] = made_context(request.environ)
+        return "ok"
+
+    assert app.test_client().get("/quiet").status_code == 200
+    assert seen == {"set": None, "made": None}
+    client = app.test_client()
+    client.set_cookie("ajs_anonymous_id", ajs_cookie("a1"))
+    client.get("/track")
+    (event,) = delivered(collector, app)
+    assert event["anonymousId"] == "a1"
+
+
+def test_a_request_context_the_extension_did_not_serve_has_no_analytics_context(app):
+    # app.test_request_context() pushes Flask's request context without the WSGI app.
+    with app.test_request_context("/cart"):
+        assert request.path == "/cart"
+        assert current_request_context() is None
+
+
+def test_a_copied_request_context_in_a_thread_outlives_the_request(make_app, collector):
+    app = make_app()
+    started, finished, threads = threading.Event(), [], []
+
+    @app.get("/later")
+    def later():
+        @copy_current_request_context
+        def work():
+            started.wait(10)  # the response is sent before this runs
+            analytics_core.track(event="Done Later")
+            finished.append(current_request_context().context["page"]["path"])
+
+        threads.append(threading.Thread(target=work, daemon=True))
+        threads[0].start()
+        return "accepted", 202
+
+    client = app.test_client()
+    client.set_cookie("ajs_anonymous_id", ajs_cookie("a1"))
+    assert client.get("/later").status_code == 202
+    assert current_request_context() is None
+    started.set()
+    threads[0].join(10)
+    (event,) = delivered(collector, app)
+    assert finished == ["/later"]
+    assert event["event"] == "Done Later"
+    assert event["anonymousId"] == "a1"

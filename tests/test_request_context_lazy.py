@@ -7,8 +7,17 @@ framework requests.
 
 import logging
 
+import pytest
+
 import analytics_core
-from analytics_core.context import RequestContext, reset_request_context, set_request_context
+from analytics_core.context import (
+    RequestContext,
+    add_request_context_lookup,
+    current_request_context,
+    request_context_lookups,
+    reset_request_context,
+    set_request_context,
+)
 from analytics_core.web import request_fields
 
 from .flask_apps.factory import AppFactory, add_track_route
@@ -126,3 +135,73 @@ def test_was_read_says_whether_a_message_of_the_request_was_built():
     finally:
         reset_request_context(token)
     assert RequestContext({"ip": "10.0.0.1"}).was_read is True  # nothing left to read
+
+
+# -- lookups: a framework's own request context (Flask's) ---------------------------------------
+
+
+@pytest.fixture
+def lookup():
+    """A lookup answering ``answer["context"]``, removed afterwards (the list is shared)."""
+    answer = {"context": None, "calls": 0}
+
+    def look():
+        answer["calls"] += 1
+        if isinstance(answer["context"], Exception):
+            raise answer["context"]
+        return answer["context"]
+
+    add_request_context_lookup(look)
+    add_request_context_lookup(look)  # once is enough
+    assert request_context_lookups.count(look) == 1
+    yield answer
+    request_context_lookups.remove(look)
+
+
+def test_a_lookup_gives_the_context_when_no_integration_set_one(lookup):
+    own = analytics_core.Client("lookup-key", send=False)
+    try:
+        lookup["context"] = RequestContext(client=own, fill=CountingFill())
+        assert current_request_context() is lookup["context"]
+        # The module-level API goes to the context's client, with its fields and ids.
+        success, message = analytics_core.track(event="Looked Up")
+        assert success
+        assert message["anonymousId"] == "anon-1"
+        assert message["context"]["ip"] == "10.0.0.7"
+        # A client's own call merges it as well.
+        _, direct = own.track(user_id="u1", event="Direct")
+        assert direct["context"]["page"]["path"] == "/cart"
+        assert analytics_core.set_user_id("u2") is True
+        assert lookup["context"].user_id == "u2"
+    finally:
+        own.shutdown()
+
+
+def test_a_context_an_integration_set_wins_without_asking_the_lookups(lookup):
+    lookup["context"] = RequestContext(context={"ip": "9.9.9.9"})
+    mine = RequestContext(context={"ip": "1.2.3.4"})
+    token = set_request_context(mine)
+    try:
+        assert current_request_context() is mine
+        calls = lookup["calls"]
+        client = analytics_core.Client("lookup-key", send=False)
+        _, message = client.track(user_id="u1", event="Set Wins")
+        client.shutdown()
+        assert message["context"]["ip"] == "1.2.3.4"
+        assert lookup["calls"] == calls
+    finally:
+        reset_request_context(token)
+
+
+def test_a_lookup_that_raises_is_logged_and_the_call_goes_on(lookup, caplog):
+    lookup["context"] = RuntimeError("the framework is in a bad state")
+    client = analytics_core.Client("lookup-key", send=False)
+    try:
+        with caplog.at_level(logging.ERROR, logger="segment"):
+            assert current_request_context() is None
+            success, message = client.track(user_id="u1", event="Still Sent")
+        assert success
+        assert "ip" not in message["context"]
+        assert "looking up the request's context failed" in caplog.text
+    finally:
+        client.shutdown()

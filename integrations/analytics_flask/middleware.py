@@ -1,20 +1,21 @@
-"""The request's context around Flask's own WSGI app.
+"""The extension's WSGI middleware around Flask's own app.
 
 ``init_app`` wraps the app's WSGI callable, ``app.wsgi_app = wrap_wsgi_app(app.wsgi_app,
-state)``, the way Flask's documentation applies WSGI middleware, rather than as
-request hooks: Flask inspects every hook function on every request (``ensure_sync``), and three
-empty hooks cost a hello-world request 6%, more than this whole middleware.
+state)``, the way Flask's documentation applies WSGI middleware, rather than installing request
+hooks: Flask inspects every hook function on every request (``ensure_sync``), and three empty
+hooks cost a hello-world request 6%, three times what this whole middleware costs.
 
-The request's context is current:
+Where the request's analytics context is current:
 
-- while Flask handles the request: ``before_request`` functions, the view, ``after_request`` and
-  ``teardown_request`` functions, error handlers;
+- wherever Flask's request context is (the analytics context rides on it: see
+  ``request_context.current_flask_context``): ``before_request`` functions, the view,
+  ``after_request`` and ``teardown_request`` functions, error handlers, a
+  ``stream_with_context`` body, a ``copy_current_request_context`` thread, and after the
+  request inside a test's ``with client:`` block, which keeps Flask's request context;
 - for a streamed body (a response without ``Content-Length``: a generator), while the server
-  has each chunk made and while it closes the body. Its analytics calls belong to the request,
-  with or without ``stream_with_context`` (only with it can the logged-in user be read).
-
-It is not current anywhere else: once Flask's test client has its answer, the test's own calls
-are outside the request, closed or not.
+  has each chunk made and while it closes the body, with or without ``stream_with_context``
+  (only with it can the logged-in user be read). Between chunks, and once Flask's test client
+  has its answer, the test's own calls are outside the request.
 
 The ``ajs_anonymous_id`` cookie is added as the response starts, after every ``after_request``
 function: an id minted in any of them still reaches the browser.
@@ -27,11 +28,13 @@ hooks: in neither case could the client deliver its queue at exit.
 """
 
 import logging
-from typing import Any, Callable, Iterable, Iterator, Optional
+from functools import partial
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from analytics_core.context import reset_request_context, set_request_context
+from analytics_core.web.anonymous_cookie import cookie_header, sets_anonymous_id_cookie
 
-from .request_context import FlaskRequestContext
+from .request_context import STATE_KEY, FlaskRequestContext, context_of, made_context
 from .state import AppState
 
 __all__ = ["StreamedBody", "wrap_wsgi_app"]
@@ -39,13 +42,14 @@ __all__ = ["StreamedBody", "wrap_wsgi_app"]
 logger = logging.getLogger("segment")
 
 _DEV_SERVER = "Werkzeug/"  # the development server's SERVER_SOFTWARE
+_STREAMED_KEY = "analytics_flask.streamed"  # set when the response has no Content-Length
 
-WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
+WSGIApp = Callable[[Dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def wrap_wsgi_app(wsgi_app: WSGIApp, state: AppState) -> WSGIApp:
-    """``wsgi_app`` (the app's previous ``wsgi_app``) with each request's
-    :class:`FlaskRequestContext` current while Flask handles it: see the module docstring.
+    """``wsgi_app`` (the app's previous ``wsgi_app``) serving each request as the module
+    docstring says.
 
     A function rather than an object with ``__call__``: calling an instance costs a request
     more than everything else this does until a message is built."""
@@ -64,32 +68,73 @@ def wrap_wsgi_app(wsgi_app: WSGIApp, state: AppState) -> WSGIApp:
         except Exception:  # delivery problems are the client's to report, not the request's
             logger.exception("analytics_flask: flushing at the end of the request failed")
 
-    def analytics_wsgi_app(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        # Every request takes this path and most send nothing, so it is written out here
-        # rather than split into helpers: each call layer costs about as much as its work.
+    def analytics_wsgi_app(
+        environ: Dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        # Every request takes this path and most send nothing: it marks the request as this
+        # app's (the context itself is made when a message needs it, by current_flask_context)
+        # and hands Flask a start_response that can add the cookie. No context is set here.
+        environ[STATE_KEY] = state
         try:
-            context = FlaskRequestContext(
-                environ=environ, state=state, server_start_response=start_response
-            )
-        except Exception:  # a request we cannot describe still gets the app's own answer
-            logger.exception("analytics_flask: could not build the request's context")
-            return wsgi_app(environ, start_response)
-        streamed = False
-        token = set_request_context(context)
-        try:
-            body = wsgi_app(environ, context.start_response)
-            streamed = context.streamed
-            if streamed:
-                return StreamedBody(body, context, end)
-            return body
-        finally:
-            reset_request_context(token)
-            # A request whose fields nobody read built no message: nothing to wait for.
-            if not streamed and context._fill is None:  # was_read, without a property call
+            body = wsgi_app(environ, partial(_start_response, environ, start_response))
+        except BaseException:
+            context = made_context(environ)
+            if context is not None and context.was_read:
                 end(context)
+            raise
+        context = made_context(environ)
+        if _STREAMED_KEY in environ:
+            return StreamedBody(body, context or context_of(environ, state), end)
+        if context is not None and context.was_read:
+            end(context)
+        return body
 
     analytics_wsgi_app.__wrapped__ = wsgi_app  # type: ignore[attr-defined]
     return analytics_wsgi_app
+
+
+def _start_response(
+    environ: Dict[str, Any],
+    start_response: Callable[..., Any],
+    status: str,
+    headers: List[Tuple[str, str]],
+    exc_info: Any = None,
+) -> Any:
+    """The ``start_response`` Flask's app is given (bound to the request with ``partial``):
+    adds the ``ajs_anonymous_id`` cookie for an id minted during the request, after every
+    ``after_request`` function ran, and notes a streamed body."""
+    context = made_context(environ)
+    if context is not None and context.minted_anonymous_id is not None and context.state.cookie:
+        headers = _with_cookie(headers, context.minted_anonymous_id, environ, context.state)
+    for name, _value in headers:
+        if name == "Content-Length":  # Werkzeug's spelling
+            break
+    else:
+        environ[_STREAMED_KEY] = True
+    return start_response(status, headers, exc_info)
+
+
+def _with_cookie(
+    headers: List[Tuple[str, str]],
+    anonymous_id: str,
+    environ: Dict[str, Any],
+    state: AppState,
+) -> List[Tuple[str, str]]:
+    """``headers`` with analytics.js's cookie for ``anonymous_id`` (see
+    :mod:`analytics_core.web.anonymous_cookie`), unless the app set that cookie itself."""
+    try:
+        for name, value in headers:
+            if name.lower() == "set-cookie" and sets_anonymous_id_cookie(value):
+                return headers  # the app's own cookie wins
+        secure = environ.get("wsgi.url_scheme") == "https"
+        # Without a leading dot, as Werkzeug's own set_cookie writes it (browsers ignore it; its
+        # test client would not send the cookie to a subdomain with it).
+        domain = state.cookie_domain and state.cookie_domain.lstrip(".")
+        value = cookie_header(anonymous_id, secure=secure, domain=domain)
+        return [*headers, ("Set-Cookie", value)]
+    except Exception:  # the response goes out without the cookie rather than not at all
+        logger.exception("analytics_flask: could not set the ajs_anonymous_id cookie")
+        return headers
 
 
 class StreamedBody:

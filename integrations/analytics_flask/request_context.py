@@ -2,19 +2,28 @@
 
 import logging
 from types import MappingProxyType, SimpleNamespace
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from flask import Request, has_request_context
 from flask import request as flask_request
 
-from analytics_core.context import RequestContextBase
+try:
+    from flask.globals import _cv_request
+except ImportError:  # pragma: no cover - Flask keeps it in every release we support (2.3+)
+    _cv_request = None
+
+from analytics_core.context import RequestContextBase, add_request_context_lookup
 from analytics_core.web import headers_from_wsgi, request_fields
-from analytics_core.web.anonymous_cookie import cookie_header, sets_anonymous_id_cookie
 
 from .login import current_user_id
 from .state import AppState
 
-__all__ = ["FlaskRequestContext"]
+__all__ = ["STATE_KEY", "FlaskRequestContext", "context_of", "current_flask_context"]
+
+STATE_KEY = "analytics_flask.state"
+"""The environ key where the app's middleware leaves its :class:`AppState`: the request is one
+the extension serves."""
+_CONTEXT_KEY = "analytics_flask.context"  # the request's FlaskRequestContext, once made
 
 # Where Werkzeug keeps the request object it made for an environ.
 _FLASK_REQUEST = "werkzeug.request"
@@ -28,27 +37,21 @@ class FlaskRequestContext(RequestContextBase, SimpleNamespace):
     """The analytics context of one WSGI request to a Flask app (see
     :class:`~analytics_core.context.RequestContextBase`).
 
-    Made on every request as ``FlaskRequestContext(environ=..., state=...,
-    server_start_response=...)``: SimpleNamespace's constructor is C code, where a Python
-    ``__init__`` alone would cost a request that sends nothing a third of its 2% budget. What
-    every request starts with is a class attribute; the instance holds only what changed.
+    Made by :func:`current_flask_context` when a message of the request first needs it, as
+    ``FlaskRequestContext(environ=..., state=...)``: SimpleNamespace's constructor is C code, a
+    Python ``__init__`` is not. What every request starts with is a class attribute; the
+    instance holds only what changed.
 
     Nothing is read from the request until a message needs it: most requests send nothing. The
     default user id is read from Flask-Login each time a message is built, not once when the
     request starts: a user who logs in (or out) during the request is who the following
     messages are about, and a request that sends nothing never loads its user.
-
-    :meth:`start_response` is what Flask's app is given to start its response with: it adds
-    the ``ajs_anonymous_id`` cookie for an id minted during the request, and notes whether the
-    body is streamed.
     """
 
     environ: Dict[str, Any]
     state: AppState
-    server_start_response: Callable[..., Any]
 
     _user_id: Optional[str] = None  # what analytics_core.set_user_id() assigned
-    streamed = False  # the response has no Content-Length: a generator's body
     _context: Dict[str, Any] = MappingProxyType({})  # type: ignore[assignment]
     _anonymous_id: Optional[str] = None
     _fill = _UNREAD
@@ -83,42 +86,6 @@ class FlaskRequestContext(RequestContextBase, SimpleNamespace):
     @user_id.setter
     def user_id(self, value: Optional[str]) -> None:
         self._user_id = value
-
-    def start_response(
-        self, status: str, headers: List[Tuple[str, str]], exc_info: Any = None
-    ) -> Any:
-        """The WSGI ``start_response`` Flask's app is given: see the class docstring."""
-        anonymous_id = self.minted_anonymous_id
-        if anonymous_id is not None and self.state.cookie:
-            headers = _with_cookie(headers, anonymous_id, self.environ, self.state.cookie_domain)
-        for name, _value in headers:
-            if name == "Content-Length":  # Werkzeug's spelling
-                break
-        else:
-            self.streamed = True
-        return self.server_start_response(status, headers, exc_info)
-
-
-def _with_cookie(
-    headers: List[Tuple[str, str]],
-    anonymous_id: str,
-    environ: Dict[str, Any],
-    domain: Optional[str],
-) -> List[Tuple[str, str]]:
-    """``headers`` with analytics.js's cookie for ``anonymous_id`` (see
-    :mod:`analytics_core.web.anonymous_cookie`), unless the app set that cookie itself."""
-    try:
-        for name, value in headers:
-            if name.lower() == "set-cookie" and sets_anonymous_id_cookie(value):
-                return headers  # the app's own cookie wins
-        secure = environ.get("wsgi.url_scheme") == "https"
-        # Without a leading dot, as Werkzeug's own set_cookie writes it (browsers ignore it; its
-        # test client would not send the cookie to a subdomain with it).
-        value = cookie_header(anonymous_id, secure=secure, domain=domain and domain.lstrip("."))
-        return [*headers, ("Set-Cookie", value)]
-    except Exception:  # the response goes out without the cookie rather than not at all
-        logger.exception("analytics_flask: could not set the ajs_anonymous_id cookie")
-        return headers
 
 
 def _host(request: Request) -> Optional[str]:
@@ -184,3 +151,53 @@ def _fields(environ: Dict[str, Any], state: AppState) -> Tuple[Dict[str, Any], O
         trusted_proxies=state.trusted_proxies,
         forwarded_header=forwarded_header,
     )
+
+
+def context_of(environ: Dict[str, Any], state: AppState) -> FlaskRequestContext:
+    """The context of the request ``environ`` describes: made the first time it is asked for,
+    the same one afterwards, from every thread."""
+    context = environ.get(_CONTEXT_KEY)
+    if context is None:
+        # setdefault: two threads of one request asking at once agree on one context.
+        context = environ.setdefault(
+            _CONTEXT_KEY, FlaskRequestContext(environ=environ, state=state)
+        )
+    return context
+
+
+def made_context(environ: Dict[str, Any]) -> Optional[FlaskRequestContext]:
+    """The request's context if a message (or the app) asked for it, else None."""
+    return environ.get(_CONTEXT_KEY)
+
+
+def _current_flask_request() -> Optional[Request]:
+    if _cv_request is not None:
+        flask_context = _cv_request.get(None)
+        return None if flask_context is None else flask_context.request
+    if not has_request_context():  # pragma: no cover - see the import of _cv_request
+        return None
+    return flask_request._get_current_object()  # type: ignore[attr-defined]  # pragma: no cover
+
+
+def current_flask_context() -> Optional[FlaskRequestContext]:
+    """The analytics context of the Flask request whose request context is current, if the
+    extension's middleware served it (``app.test_request_context()`` alone has none).
+
+    The lookup ``analytics_core.current_request_context()`` asks when no integration set a
+    context: Flask already keeps its request in a contextvar of its own, pushed and popped on
+    every request, so this extension sets none and a request that sends nothing pays nothing
+    for it. Where Flask's request context goes (a ``stream_with_context`` body, a
+    ``copy_current_request_context`` thread, ``with client:`` in a test, which keeps the last
+    request's context after it), the analytics context goes too.
+    """
+    request = _current_flask_request()
+    if request is None:
+        return None
+    environ = request.environ
+    state = environ.get(STATE_KEY)
+    if state is None:
+        return None
+    return context_of(environ, state)
+
+
+add_request_context_lookup(current_flask_context)
