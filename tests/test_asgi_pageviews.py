@@ -386,6 +386,7 @@ def test_fastapis_own_documentation_pages_are_not_page_views(analytics_events):
         pytest.param({"Sec-Purpose": "prefetch"}, False, id="sec-purpose-prefetch"),
         pytest.param({"Sec-Purpose": "prefetch;prerender"}, False, id="prerender"),
         pytest.param({"Purpose": "prefetch"}, False, id="purpose-prefetch"),
+        pytest.param({"Accept": "application/json"}, False, id="accept-json"),
         pytest.param(
             {
                 "User-Agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"

@@ -318,6 +318,7 @@ def test_pageviews_exclude_extending_the_defaults(settings, any_client, analytic
         {"sec-purpose": "prefetch"},
         {"sec-purpose": "prefetch;prerender"},
         {"purpose": "prefetch"},
+        {"accept": "application/json"},  # an API client with a browser's User-Agent
     ],
     ids=lambda headers: "-".join(f"{key}={value}" for key, value in headers.items()),
 )

@@ -251,6 +251,8 @@ def test_a_compressed_document_is_still_a_page_view(captured_apps, analytics_eve
         pytest.param({"Sec-Fetch-Dest": "empty"}, False, id="fetch"),
         pytest.param({"Sec-Purpose": "prefetch;prerender"}, False, id="sec-purpose-prefetch"),
         pytest.param({"Purpose": "prefetch"}, False, id="purpose-prefetch"),
+        pytest.param({"Accept": "application/json"}, False, id="accept-json"),
+        pytest.param({"Accept": "text/html,application/xhtml+xml;q=0.9"}, True, id="accept-html"),
     ],
 )
 def test_only_a_browser_loading_the_document_makes_a_page_view(

@@ -26,7 +26,7 @@ from django.http import HttpRequest, HttpResponseBase
 
 import analytics_core
 from analytics_core.context import (
-    current_request_context,
+    context_set_by_integration,
     reset_request_context,
     set_request_context,
 )
@@ -177,7 +177,7 @@ def _flush(options: RequestOptions) -> None:
 
 
 def _context_of(request: HttpRequest) -> Optional[DjangoRequestContext]:
-    context = current_request_context()
+    context = context_set_by_integration()  # this middleware set it (C, no lookups)
     if isinstance(context, DjangoRequestContext) and context.request is request:
         return context
     return None

@@ -31,6 +31,7 @@ _PAGE_HEADERS = {
     "HTTP_SEC_FETCH_DEST": "sec-fetch-dest",
     "HTTP_SEC_PURPOSE": "sec-purpose",
     "HTTP_PURPOSE": "purpose",
+    "HTTP_ACCEPT": "accept",
 }
 
 

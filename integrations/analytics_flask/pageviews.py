@@ -32,6 +32,7 @@ _PAGE_HEADERS = (
     "sec-fetch-dest",
     "sec-purpose",
     "purpose",
+    "accept",
 )
 
 
