@@ -12,6 +12,7 @@ package of that name); without it this prints why and exits 2. Results go to
 """
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -28,6 +29,11 @@ SMALL, LARGE = 1000, 3000
 
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
+# Every run the same: without them a count moved by ~1,000 instructions per request between
+# runs of the same code (string hashes, then addresses, change dict and set layouts and when
+# the cycle collector runs), half the 2% a row is held to. setarch is util-linux's.
+_NO_RANDOMIZATION = ["setarch", "-R"] if shutil.which("setarch") else []
+
 
 def _served(n: int) -> int:
     return n + max(200, n // 10)
@@ -36,6 +42,7 @@ def _served(n: int) -> int:
 def count(framework: str, variant: str, n: int) -> int:
     """Instructions of a fresh process serving ``n`` (plus warm-up) requests of ``variant``."""
     command = [
+        *_NO_RANDOMIZATION,
         "valgrind",
         "--tool=callgrind",
         "--callgrind-out-file=/dev/null",
@@ -48,7 +55,13 @@ def count(framework: str, variant: str, n: int) -> int:
         str(n),
     ]
     done = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False
+        command,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
     )
     found = _COLLECTED.search(done.stderr)
     if done.returncode != 0 or found is None:
