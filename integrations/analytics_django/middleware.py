@@ -70,7 +70,11 @@ class AnalyticsMiddleware:
         view_kwargs: Dict[str, Any],
     ) -> Optional[HttpResponseBase]:
         """Sync chain (WSGI): read the user now if the view is async (it runs in a loop)."""
-        if _is_async_view(view_func):
+        try:  # _is_async_view's cache, looked up here: one call less on every request
+            is_async = _ASYNC_VIEWS[view_func]
+        except (KeyError, TypeError):  # not seen yet, or unhashable
+            is_async = _is_async_view(view_func)
+        if is_async:
             context = _context_of(request)
             if context is not None:
                 context.resolve_now()
@@ -94,8 +98,10 @@ class AnalyticsMiddleware:
         if self.async_mode:
             return self.__acall__(request)
         options = get_options()
-        context = _build_context(request, options)
-        if context is None:
+        try:  # _build_context, written out: one call less on every request
+            context = DjangoRequestContext(request, options)
+        except Exception:  # the request is served without analytics context rather than not at all
+            logger.exception("analytics_django: could not build the request's analytics context")
             return self.get_response(request)
         token = set_request_context(context)
         try:
@@ -106,7 +112,8 @@ class AnalyticsMiddleware:
                 record_page_view(request, response, context)
             if context.minted_anonymous_id is not None:
                 set_anonymous_id_cookie(request, response, context, options)
-            if context.was_read and flush_wanted(request, options):
+            # context._fill is None: was_read, without a property call.
+            if context._fill is None and flush_wanted(request, options):
                 _flush(options)
             return response
         finally:

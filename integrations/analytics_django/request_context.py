@@ -24,7 +24,6 @@ the answer it gave before the async view ran, in a thread, is used.
 
 import asyncio
 import logging
-from functools import partial
 from typing import Any, Dict, Optional, Tuple
 
 from asgiref.sync import sync_to_async
@@ -75,11 +74,18 @@ class DjangoRequestContext(RequestContext):
         self.options = options
         self._explicit_user_id: Optional[str] = None
         self._early_user_id: Any = _UNRESOLVED
-        # Every request builds one, most of which send nothing: the base's fields are set
-        # without assigning user_id through this class's property (see RequestContext._start).
-        self._start(
-            None, partial(_fields, request, options.trusted_proxies, options.forwarded_header)
-        )
+        # Every request builds one, most of which send nothing: the base's fields are set here,
+        # not through RequestContext._start (one call less) nor user_id's property, and read by
+        # _read_fields, without a partial to make, the first time a message needs them.
+        self._context: Dict[str, Any] = {}
+        self._anonymous_id: Optional[str] = None
+        self._fill: Any = True
+        self.client = None
+        self.minted_anonymous_id: Optional[str] = None
+
+    def _read_fields(self) -> Tuple[Dict[str, Any], Optional[str]]:
+        options = self.options
+        return _fields(self.request, options.trusted_proxies, options.forwarded_header)
 
     @property  # type: ignore[override]
     def user_id(self) -> Optional[str]:
