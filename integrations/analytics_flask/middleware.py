@@ -55,8 +55,10 @@ def wrap_wsgi_app(wsgi_app: WSGIApp, state: AppState) -> WSGIApp:
     more than everything else this does until a message is built."""
 
     def end(context: FlaskRequestContext) -> None:
-        # The request is over, and it built a message: deliver now if this server needs that
+        # The request is over: if it built a message, deliver now if this server needs that
         # (see the module docstring).
+        if not context.was_read:
+            return
         flush = state.flush_each_request
         if flush is None:
             software = context.environ.get("SERVER_SOFTWARE")
@@ -75,19 +77,18 @@ def wrap_wsgi_app(wsgi_app: WSGIApp, state: AppState) -> WSGIApp:
         # app's (the context itself is made when a message needs it, by current_flask_context)
         # and hands Flask a start_response that can add the cookie. No context is set here.
         environ[STATE_KEY] = state
+        streamed = False
         try:
             body = wsgi_app(environ, partial(_start_response, environ, start_response))
-        except BaseException:
-            context = made_context(environ)
-            if context is not None and context.was_read:
-                end(context)
-            raise
-        context = made_context(environ)
-        if _STREAMED_KEY in environ:
-            return StreamedBody(body, context or context_of(environ, state), end)
-        if context is not None and context.was_read:
-            end(context)
-        return body
+            streamed = _STREAMED_KEY in environ
+            if streamed:  # the body ends the request when it is closed
+                return StreamedBody(body, context_of(environ, state), end)
+            return body
+        finally:
+            if not streamed:
+                context = made_context(environ)
+                if context is not None:
+                    end(context)
 
     analytics_wsgi_app.__wrapped__ = wsgi_app  # type: ignore[attr-defined]
     return analytics_wsgi_app
@@ -180,5 +181,4 @@ class StreamedBody:
                 close()
         finally:
             reset_request_context(token)
-            if context.was_read:
-                self._end(context)
+            self._end(context)

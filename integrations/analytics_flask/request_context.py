@@ -109,6 +109,16 @@ def _resolved(resolver: Callable[[Any], Any], request: Request) -> Optional[str]
     return text if text.strip() else None
 
 
+def _current_flask_request() -> Optional[Request]:
+    # Flask's request whose request context is current, if any.
+    if _cv_request is not None:
+        flask_context = _cv_request.get(None)
+        return None if flask_context is None else flask_context.request
+    if not has_request_context():  # pragma: no cover - see the import of _cv_request
+        return None
+    return flask_request._get_current_object()  # type: ignore[attr-defined]  # pragma: no cover
+
+
 def _flask_request(environ: Dict[str, Any]) -> Optional[Request]:
     """Flask's request object for ``environ`` while its request context is active, else None.
 
@@ -117,11 +127,8 @@ def _flask_request(environ: Dict[str, Any]) -> Optional[Request]:
     request = environ.get(_FLASK_REQUEST)
     if request is not None:
         return request
-    if has_request_context():
-        current = flask_request._get_current_object()  # type: ignore[attr-defined]
-        if current.environ is environ:
-            return current
-    return None
+    current = _current_flask_request()
+    return current if current is not None and current.environ is environ else None
 
 
 def _request_of(environ: Dict[str, Any], state: AppState) -> Request:
@@ -168,15 +175,6 @@ def context_of(environ: Dict[str, Any], state: AppState) -> FlaskRequestContext:
 def made_context(environ: Dict[str, Any]) -> Optional[FlaskRequestContext]:
     """The request's context if a message (or the app) asked for it, else None."""
     return environ.get(_CONTEXT_KEY)
-
-
-def _current_flask_request() -> Optional[Request]:
-    if _cv_request is not None:
-        flask_context = _cv_request.get(None)
-        return None if flask_context is None else flask_context.request
-    if not has_request_context():  # pragma: no cover - see the import of _cv_request
-        return None
-    return flask_request._get_current_object()  # type: ignore[attr-defined]  # pragma: no cover
 
 
 def current_flask_context() -> Optional[FlaskRequestContext]:
