@@ -126,14 +126,10 @@ _orjson_default: Callable[[Any], Any] = _default  # set by _load_orjson()
 
 
 def _encode_orjson(message: Dict[str, Any]) -> bytes:
-    try:
-        data = _orjson.dumps(message, default=_orjson_default, option=_ORJSON_OPTIONS)
-    except TypeError:
-        # Non-string keys are rare; the option that allows them costs on every message, so
-        # only pay for it on a retry. (Anything else still failing falls to the cleaner.)
-        data = _orjson.dumps(
-            message, default=_orjson_default, option=_ORJSON_OPTIONS | _orjson.OPT_NON_STR_KEYS
-        )
+    # A non-string key raises TypeError, and the message goes to the cleaner, which spells keys
+    # as the standard library does: orjson's own spelling of a float key changed between its
+    # releases ("1e16", now "1e+16"), and both encoders must write the same bytes.
+    data = _orjson.dumps(message, default=_orjson_default, option=_ORJSON_OPTIONS)
     # orjson hands back a bytes object that keeps its ~4 KB working buffer allocated; a queued
     # message lives for a while, so copy it down to its real size (160 B instead of 4 KB each).
     return bytes(memoryview(data))
