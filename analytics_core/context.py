@@ -161,18 +161,38 @@ context_set_by_integration: "Callable[[], Optional[RequestContextBase]]" = _requ
 (``ContextVar.get`` itself: the client's hot path calls it, then the lookups only if None)."""
 
 request_context_lookups: "List[Callable[[], Optional[RequestContextBase]]]" = []
-"""Where else a request's context may be found (:func:`add_request_context_lookup`); changed in
-place, never rebound, so a module that imported it sees every lookup added later."""
+"""Where else a request's context may be found (:func:`add_request_context_lookup`), in the
+order they are asked; changed in place, never rebound, so a module that imported it sees every
+lookup added later."""
+
+_outermost_lookups: "List[Callable[[], Optional[RequestContextBase]]]" = []
 
 
-def add_request_context_lookup(lookup: "Callable[[], Optional[RequestContextBase]]") -> None:
+def add_request_context_lookup(
+    lookup: "Callable[[], Optional[RequestContextBase]]", *, outermost: bool = False
+) -> None:
     """Find the current request's context with ``lookup()`` when no integration set one: for a
     framework that already keeps its current request in a contextvar of its own, where setting
-    ours as well would cost every request (Flask: see ``analytics_flask.request_context``).
+    ours as well would cost every request (Flask: see ``analytics_flask.request_context``), or
+    for an integration that keeps a cheaper record of its request (ASGI).
+
     ``lookup`` answers None outside its requests, quickly: every call outside a request asks
-    it. Adding the same lookup twice adds it once."""
-    if lookup not in request_context_lookups:
+    it. Adding the same lookup twice adds it once. An ``outermost`` lookup (the ASGI
+    middleware's: the server's side of every other framework) is asked after all the others,
+    so that a Flask app mounted in a Starlette one, whose requests are inside the ASGI one,
+    gets its own context."""
+    if lookup in request_context_lookups:
+        return
+    if outermost:
+        _outermost_lookups.append(lookup)
         request_context_lookups.append(lookup)
+    else:
+        # Before the outermost ones, in the order they were added.
+        request_context_lookups.insert(
+            len(request_context_lookups)
+            - sum(1 for added in request_context_lookups if added in _outermost_lookups),
+            lookup,
+        )
 
 
 def looked_up_request_context() -> "Optional[RequestContextBase]":

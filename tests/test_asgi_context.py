@@ -266,28 +266,65 @@ def test_the_context_is_reset_after_an_exception(collector, clients):
         # The next request sees its own context, not the failed one's.
         assert http.get("/orders/5", headers=visitor_headers("anon-y")).status_code == 200
 
-    # The same, precisely: the middleware called directly in this task, around an app that
-    # raises; the context that was current before the request is current again after it.
+    # The same, precisely: middlewares called directly in this task, the inner one around an
+    # app that raises; what was current before each request is current again after it.
     inside = []
 
     async def failing(scope, receive, send):
         inside.append(current_request_context())
         raise RuntimeError("boom")
 
-    async def direct() -> None:
-        outer = set_request_context(RequestContext({"outer": True}))
+    async def outer_app(scope, receive, send):
+        before = current_request_context()
         with pytest.raises(RuntimeError, match="boom"):
             await call_http(SegmentMiddleware(failing, client=client), http_scope("/raw"))
-        assert inside[0].context["page"]["path"] == "/raw"
-        assert current_request_context().context == {"outer": True}
-        reset_request_context(outer)
+        inside.append(current_request_context())
+        assert inside[-1] is before
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def direct() -> None:
+        await call_http(SegmentMiddleware(outer_app, client=client), http_scope("/outer"))
+        assert current_request_context() is None
 
     asyncio.run(direct())
+    assert inside[0].context["page"]["path"] == "/raw"
+    assert inside[1].context["page"]["path"] == "/outer"
     events = collector.wait_for(2, write_key=KEY)
     assert [(e["event"], e["anonymousId"]) for e in events] == [
         ("Before Boom", "anon-x"),
         ("Order Completed", "anon-y"),
     ]
+
+
+def test_a_context_set_with_set_request_context_wins_over_the_requests(collector, clients):
+    # The middleware records its request where only the lookup asks (scope_context); a context
+    # that code set itself (an app's own, a Celery task's calling the app in process) is asked
+    # first, as it is inside a Flask request.
+    client = clients.make(KEY)
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(current_request_context())
+        analytics_core.track(event="Inside")
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    own = RequestContext({"own": True}, user_id="set-by-code", client=client)
+
+    async def direct() -> None:
+        token = set_request_context(own)
+        try:
+            await call_http(SegmentMiddleware(app, client=client), http_scope("/x"))
+        finally:
+            reset_request_context(token)
+
+    asyncio.run(direct())
+    assert seen == [own]
+    client.flush()
+    (event,) = collector.wait_for(1, write_key=KEY)
+    assert event["userId"] == "set-by-code"
+    assert event["context"]["own"] is True
 
 
 def test_concurrent_requests_each_see_only_their_own_context(collector, clients):

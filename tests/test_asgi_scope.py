@@ -217,7 +217,7 @@ def test_wellformed_bytes_beyond_ascii_reach_the_collector_as_sent(collector, cl
 
 
 def test_a_context_that_cannot_be_built_still_serves_the_request(caplog, monkeypatch):
-    from analytics_asgi import middleware as module
+    from analytics_asgi import scope_context as module
 
     def broken(*args, **kwargs):
         raise RuntimeError("broken")

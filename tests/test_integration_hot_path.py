@@ -126,7 +126,7 @@ def test_the_cookie_and_the_context_whatever_is_switched_on(pageviews, cookie):
 
 
 def test_a_context_that_cannot_be_built_leaves_none_current(monkeypatch):
-    from analytics_asgi import middleware as module
+    from analytics_asgi import scope_context as module
 
     def broken(*args):
         raise RuntimeError("broken")

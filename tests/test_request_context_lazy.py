@@ -205,3 +205,26 @@ def test_a_lookup_that_raises_is_logged_and_the_call_goes_on(lookup, caplog):
         assert "looking up the request's context failed" in caplog.text
     finally:
         client.shutdown()
+
+
+def test_an_outermost_lookup_is_asked_after_lookups_added_later():
+    outer_context = RequestContext(context={"ip": "1.1.1.1"})
+    inner_context = RequestContext(context={"ip": "2.2.2.2"})
+
+    def outer():
+        return outer_context
+
+    def inner():
+        return inner_context
+
+    add_request_context_lookup(outer, outermost=True)
+    add_request_context_lookup(inner)
+    try:
+        assert request_context_lookups.index(inner) < request_context_lookups.index(outer)
+        assert current_request_context() is inner_context
+        request_context_lookups.remove(inner)
+        assert current_request_context() is outer_context
+    finally:
+        for lookup in (outer, inner):
+            if lookup in request_context_lookups:
+                request_context_lookups.remove(lookup)

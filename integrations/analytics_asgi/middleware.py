@@ -1,12 +1,12 @@
 """``SegmentMiddleware``: per-request analytics context and delivery at shutdown, pure ASGI."""
 
 import logging
+from functools import partial
 from typing import Any, Dict, Optional, Sequence, Union
 
 import analytics_core
 from analytics_core import Client
 from analytics_core.client import ErrorHandler
-from analytics_core.context import reset_request_context, set_request_context
 from analytics_core.web.pageviews import ExcludeRule
 
 from .asgi_types import ASGIApp, Receive, Scope, Send
@@ -19,8 +19,8 @@ from .options import (
     pageviews_exclude_option,
     user_id_from_scope_option,
 )
-from .responses import CookieOptions, cookie_sender, responding
-from .scope_context import ScopeRequestContext
+from .responses import CookieOptions, responding, send_with_cookie
+from .scope_context import context_in, end_request, start_request
 from .threads import run_blocking
 from .users import UserIdFromScope, user_id_from_scope_user
 
@@ -161,6 +161,10 @@ class SegmentMiddleware:
                 "persist": persist,
             },
         )
+        # What each http request looks at: whether it takes __call__'s own path, and whether
+        # that path wraps send for the cookie.
+        self._plain_http = not pageviews
+        self._cookie_on = bool(anonymous_id_cookie)
         # What page() and shutdown() are called on: the client, or the module-level API that
         # resolves the default client when it is needed (it may be configured after this).
         self._target: Any = self.client if self.client is not None else analytics_core
@@ -168,68 +172,65 @@ class SegmentMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection: see the class docstring."""
         kind = scope["type"]
-        if kind != "http" and kind != "websocket":
-            if kind == "lifespan":
-                await run_lifespan(self.app, scope, receive, send, self._deliver)
-            else:
-                await self.app(scope, receive, send)
+        if kind == "http" and self._plain_http:
+            # Every request takes this path and most send nothing: it makes one list current
+            # and wraps send for the cookie; the context is made only when a message needs it
+            # (scope_context.current_scope_context). Written out here, not split into helpers:
+            # each call layer costs about as much as this work.
+            slot = [scope, self, None]
+            token = start_request(slot)
+            try:
+                await self.app(
+                    scope,
+                    receive,
+                    partial(send_with_cookie, send, scope, slot, self.cookie)
+                    if self._cookie_on
+                    else send,
+                )
+            finally:
+                end_request(token)
             return
-        # Every request takes this path and most send nothing, so it is written out here
-        # rather than split into helpers: each call layer costs about as much as its work.
-        try:
-            context = ScopeRequestContext(
-                scope,
-                self.client,
-                self.trusted_proxies,
-                self.user_id_from_scope,
-                self.forwarded_header,
-            )
-        except Exception:  # a request we cannot describe still gets the app's own answer
-            logger.exception("analytics_asgi: could not build the request's context")
+        if kind == "http" or kind == "websocket":
+            await self._serve(kind, scope, receive, send)
+        elif kind == "lifespan":
+            await run_lifespan(self.app, scope, receive, send, self._deliver)
+        else:
             await self.app(scope, receive, send)
-            return
-        if kind == "http":
-            if self.pageviews:
-                await self._with_page_views(scope, receive, send, context)
-                return
-            cookie = self.cookie
-            if cookie.enabled:
-                send = cookie_sender(send, scope, context, cookie)
+
+    async def _serve(self, kind: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """A websocket connection, or an ``http`` request with page views on: a start that may
+        be a page view is held until its first body (see :mod:`analytics_asgi.responses`)."""
+        slot = [scope, self, None]
+        context = context_in(slot) if kind == "http" else None
+        if context is not None:
+            send, release = responding(
+                send,
+                scope,
+                context,
+                target=self._target,
+                pageviews=True,
+                exclude=self.pageviews_exclude,
+                cookie=self.cookie,
+            )
+        else:  # a websocket, or a request we cannot describe (logged): no page views
+            release = None
         # The app's tasks (a streamed body, background tasks, a threadpool for sync endpoints)
         # start from a copy of this context, so they carry the request's context too.
-        token = set_request_context(context)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            reset_request_context(token)
-
-    async def _with_page_views(
-        self, scope: Scope, receive: Receive, send: Send, context: ScopeRequestContext
-    ) -> None:
-        """An ``http`` request with page views on: a start that may be a page view is held
-        until its first body (see :mod:`analytics_asgi.responses`)."""
-        send, release = responding(
-            send,
-            scope,
-            context,
-            target=self._target,
-            pageviews=True,
-            exclude=self.pageviews_exclude,
-            cookie=self.cookie,
-        )
-        token = set_request_context(context)
+        token = start_request(slot)
         try:
             await self.app(scope, receive, send)
         except Exception:
-            try:
-                await release()
-            except Exception:  # the app's own exception is the one the server must see
-                logger.debug("analytics_asgi: a held response start could not be sent")
+            if release is not None:
+                try:
+                    await release()
+                except Exception:  # the app's own exception is the one the server must see
+                    logger.debug("analytics_asgi: a held response start could not be sent")
             raise
         else:
-            await release()
+            if release is not None:
+                await release()
         finally:
-            reset_request_context(token)
+            end_request(token)
 
     async def _deliver(self) -> None:
         """Deliver the client's queue, then stop its uploader (a later event restarts it).

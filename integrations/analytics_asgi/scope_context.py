@@ -2,10 +2,12 @@
 
 import logging
 import re
+import threading
+from contextvars import ContextVar
 from functools import partial
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from analytics_core.context import RequestContext
+from analytics_core.context import RequestContext, add_request_context_lookup
 from analytics_core.web import (
     DEFAULT_FORWARDED_HEADER,
     headers_from_asgi,
@@ -16,7 +18,15 @@ from analytics_core.web import (
 from .asgi_types import Scope
 from .users import UserIdFromScope, normalize_user_id
 
-__all__ = ["ScopeRequestContext", "context_for_scope", "scope_path"]
+__all__ = [
+    "ScopeRequestContext",
+    "context_for_scope",
+    "context_in",
+    "current_scope_context",
+    "end_request",
+    "scope_path",
+    "start_request",
+]
 
 logger = logging.getLogger("segment")
 
@@ -144,3 +154,70 @@ def context_for_scope(
     module-level analytics calls go to ``client`` (None: analytics_core's default client); read
     from the scope when the first message needs it."""
     return ScopeRequestContext(scope, client, trusted_proxies, user_id_from_scope, forwarded_header)
+
+
+# The request being served on this task or thread, as the middleware's "request slot": a list
+# [scope, middleware, context], whose context is None until a message (or the app) first asks
+# for it, then the request's ScopeRequestContext (False if it could not be made). A list is
+# made by one C instruction and needs no Python __init__; most requests send nothing and never
+# make the context at all.
+RequestSlot = List[Any]
+
+_current_request: "ContextVar[Optional[RequestSlot]]" = ContextVar(
+    "analytics_asgi_request", default=None
+)
+
+start_request: "Callable[[RequestSlot], Any]" = _current_request.set
+"""Make a request slot current; returns the token :func:`end_request` takes (``ContextVar.set``
+itself: the middleware calls it on every request)."""
+
+end_request: "Callable[[Any], None]" = _current_request.reset
+"""Restore what was current before :func:`start_request` (``ContextVar.reset`` itself)."""
+
+# Two threads of one request (a sync endpoint in the threadpool, the event loop) may ask at
+# the same moment: they must agree on one context.
+_making = threading.Lock()
+
+
+def context_in(slot: RequestSlot) -> Optional[ScopeRequestContext]:
+    """The context of the request in ``slot``, made the first time it is asked for, the same one
+    afterwards, from every thread; None if it cannot be made (logged once: the request is still
+    served, its messages go without a context).
+
+    ``slot[1]``, the middleware, gives ``client``, ``trusted_proxies``, ``user_id_from_scope``
+    and ``forwarded_header``."""
+    context = slot[2]
+    if context is None:
+        with _making:
+            context = slot[2]
+            if context is None:
+                context = slot[2] = _made(slot[0], slot[1])
+    return context or None
+
+
+def _made(scope: Scope, middleware: Any) -> "ScopeRequestContext | bool":
+    try:
+        return ScopeRequestContext(
+            scope,
+            middleware.client,
+            middleware.trusted_proxies,
+            middleware.user_id_from_scope,
+            middleware.forwarded_header,
+        )
+    except Exception:  # a request we cannot describe still gets the app's own answer
+        logger.exception("analytics_asgi: could not build the request's context")
+        return False
+
+
+def current_scope_context() -> Optional[ScopeRequestContext]:
+    """The analytics context of the ASGI request this task or thread serves, if any.
+
+    The lookup ``analytics_core.current_request_context()`` asks when no integration set a
+    context of its own: the middleware makes only a request slot current, so a request that
+    sends nothing never pays for reading its scope. The slot is in a ContextVar, so the app's
+    tasks, its threadpool and its background tasks see it too."""
+    slot = _current_request.get()
+    return None if slot is None else context_in(slot)
+
+
+add_request_context_lookup(current_scope_context, outermost=True)
