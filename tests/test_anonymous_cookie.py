@@ -68,6 +68,14 @@ def test_what_is_written_is_read_back_as_the_same_id():
         ("%E0%A4%A", None),
         ("%22\\u0000%22", None),
         ("x" * 1000, None),
+        # What scripts write for "no id": one shared id for every such visitor otherwise.
+        ("null", None),
+        ("%22null%22", None),
+        ("undefined", None),
+        ("Undefined", None),
+        ("None", None),
+        ("NaN", None),
+        ("nullable-id", "nullable-id"),
     ],
 )
 def test_reading_the_cookie(raw, expected):

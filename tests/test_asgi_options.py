@@ -6,6 +6,8 @@ import logging
 import pytest
 from analytics_asgi import SegmentMiddleware
 from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 import analytics_core
 from analytics_core import Client, ValidationError
@@ -112,8 +114,6 @@ def test_a_given_client_is_used_as_it_is():
         ({"write_key": "k", "upload_interval": -1}, "upload_interval must be a number >= 0"),
         ({"write_key": "k", "on_error": "log"}, "on_error must be callable"),
         ({"write_key": 42}, "write_key must be a string"),
-        # Client options without a write key: an error, not a silent switch to another client.
-        ({"host": "http://127.0.0.1:8086"}, "write_key is required"),
         ({"write_key": "k", "oauth_client_id": "id"}, "missing: oauth_client_key, oauth_key_id"),
     ],
 )
@@ -122,6 +122,48 @@ def test_bad_options_are_refused_by_name(options, message):
         SegmentMiddleware(app, **options)
     assert message in str(raised.value)
     assert isinstance(raised.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        # The README's own line on a machine without SEGMENT_WRITE_KEY, alone and with a host.
+        {"write_key": None},
+        {"write_key": None, "host": "http://127.0.0.1:9"},
+        {"host": "http://127.0.0.1:9"},
+        {"write_key": ""},
+    ],
+)
+def test_without_a_write_key_the_app_serves_and_sends_nothing(options, caplog):
+    # Before, the first two gave an HTTP 500 on every tracking request (the module-level client,
+    # unconfigured, raised inside the request) or on every request at all (the middleware's
+    # client refused to be built when Starlette built its middleware stack, lifespan included).
+    async def tracked(request):
+        analytics_core.track(event="No Key")
+        return PlainTextResponse("ok")
+
+    starlette = Starlette(routes=[Route("/", tracked)])
+    with caplog.at_level(logging.WARNING, logger="segment"):
+        starlette.add_middleware(SegmentMiddleware, **options)
+        with TestClient(starlette) as http:
+            response = http.get("/")
+    assert response.status_code == 200
+    assert "SegmentMiddleware: no write_key" in caplog.text
+    # The middleware's own client, which sends nothing; never the module-level one.
+    (middleware,) = [
+        layer
+        for layer in _layers(starlette.middleware_stack)
+        if isinstance(layer, SegmentMiddleware)
+    ]
+    assert middleware.client is not None
+    assert middleware.client.send is False
+    assert analytics_core.default_client is None or analytics_core.default_client.write_key
+
+
+def _layers(app):
+    while app is not None:
+        yield app
+        app = getattr(app, "app", None)
 
 
 def test_unknown_options_and_positional_options_are_type_errors():

@@ -216,6 +216,30 @@ def test_wellformed_bytes_beyond_ascii_reach_the_collector_as_sent(collector, cl
     assert event["context"]["page"]["search"] == "?q=%C3%A9t%C3%A9"
 
 
+@pytest.mark.parametrize(
+    ("path", "query", "expected_page"),
+    [
+        # A 17 KB query string (in page.search and again in page.url) made a 34 KB message,
+        # over the API's 32 KB: the event was lost. Now the query is left out, not the event.
+        ("/search", b"q=" + b"x" * 17_000, {"path": "/search", "url": "http://shop.test/search"}),
+        ("/" + "p" * 5_000, b"q=1", {"search": "?q=1"}),
+        ("/ok", b"q=" + b"x" * 4_000, {"path": "/ok", "search": "?q=" + "x" * 4_000}),
+    ],
+)
+def test_an_overlong_path_or_query_is_left_out_not_the_event(
+    collector, clients, path, query, expected_page
+):
+    client = clients.make(KEY)
+    app = SegmentMiddleware(Recorder(), client=client)
+    run(app, http_scope(path, query_string=query, headers=[(b"host", b"shop.test")]))
+    client.flush()
+    (event,) = collector.wait_for(1, write_key=KEY)
+    page = {key: value for key, value in event["context"]["page"].items() if key != "url"}
+    if "url" in expected_page:
+        assert event["context"]["page"]["url"] == expected_page["url"]
+    assert page == {key: value for key, value in expected_page.items() if key != "url"}
+
+
 def test_a_context_that_cannot_be_built_still_serves_the_request(caplog, monkeypatch):
     from analytics_asgi import scope_context as module
 

@@ -347,7 +347,14 @@ def anonymous_id_from_cookie(value: Optional[str]) -> Optional[str]:
         return None
     if '"' in text or "\\" in text or text[0] in "{[":
         return None
+    # What a script wrote for "no id" (a JSON null, JavaScript's undefined): taken as an id, it
+    # would make every visitor whose page wrote it one and the same user in Segment.
+    if text.lower() in _NO_ID_PLACEHOLDERS:
+        return None
     return text
+
+
+_NO_ID_PLACEHOLDERS = frozenset({"null", "undefined", "none", "nan"})
 
 
 def _header(headers: Mapping[str, str], name: str) -> Optional[str]:
@@ -360,9 +367,21 @@ def _header(headers: Mapping[str, str], name: str) -> Optional[str]:
 def _page(
     scheme: str, host: Optional[str], path: str, query_string: str, referrer: Optional[str]
 ) -> dict:
-    search = f"?{query_string}" if query_string else ""
-    page = {"path": path, "search": search}
-    if host:
+    # A path or query string longer than a header may be is left out, as an over-long header
+    # is: a 17 KB query string (in page.search and again in page.url) made the message larger
+    # than the API takes (32 KB), and the event was lost. Without its query the URL still
+    # names the page.
+    page: Dict[str, Any] = {}
+    if len(path) > _MAX_HEADER_LENGTH:
+        path = ""
+    else:
+        page["path"] = path
+    search = ""
+    if query_string and len(query_string) <= _MAX_HEADER_LENGTH:
+        search = page["search"] = f"?{query_string}"
+    elif not query_string:
+        page["search"] = ""
+    if host and path:
         page["url"] = f"{scheme}://{host}{path}{search}"
     if referrer:
         page["referrer"] = referrer

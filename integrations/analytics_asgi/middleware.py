@@ -12,6 +12,7 @@ from analytics_core.web.pageviews import ExcludeRule
 from .asgi_types import ASGIApp, Receive, Scope, Send
 from .lifespan import run_lifespan
 from .options import (
+    NOT_GIVEN,
     check_middleware_options,
     choose_client,
     cookie_domain_option,
@@ -47,8 +48,8 @@ class SegmentMiddleware:
       ``upload_size``, ``upload_interval``, ``timeout``, ``max_retries``, ``on_error``,
       ``proxies``, ``thread``, ``log_handler``, ``oauth_*``, ``max_total_backoff_duration``,
       ``max_rate_limit_duration``, ``shutdown_timeout``, ``on_full``, ``on_full_timeout``,
-      ``persist``); one left out
-      (None) keeps Client's default;
+      ``persist``); one left out (None) keeps Client's default. ``write_key=None`` or ``""``
+      (an unset environment variable) builds a client that sends nothing, with a warning;
     - with neither, analytics_core's module-level default client, configured by
       ``analytics_core.write_key = ...`` etc. before the first request.
 
@@ -86,7 +87,7 @@ class SegmentMiddleware:
         user_id_from_scope: Union[UserIdFromScope, str, None] = None,
         anonymous_id_cookie: bool = True,
         anonymous_id_cookie_domain: Optional[str] = None,
-        write_key: Optional[str] = None,
+        write_key: Optional[str] = NOT_GIVEN,
         host: Optional[str] = None,
         debug: Optional[bool] = None,
         max_queue_size: Optional[int] = None,

@@ -13,6 +13,7 @@ from analytics_core.web.pageviews import ExcludeRule, compile_exclude
 
 __all__ = [
     "CLIENT_OPTIONS",
+    "NOT_GIVEN",
     "check_middleware_options",
     "choose_client",
     "cookie_domain_option",
@@ -20,6 +21,8 @@ __all__ = [
     "pageviews_exclude_option",
     "user_id_from_scope_option",
 ]
+
+logger = logging.getLogger("segment")
 
 # Every keyword analytics_core.Client takes, in its order: the middleware accepts them all.
 CLIENT_OPTIONS: Tuple[str, ...] = tuple(
@@ -104,14 +107,30 @@ def pageviews_exclude_option(value: Any) -> Tuple[ExcludeRule, ...]:
         raise _fail(str(error)) from None
 
 
+class _NotGiven:
+    """The default of the middleware's ``write_key``: left out, unlike ``write_key=None``."""
+
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+NOT_GIVEN: Any = _NotGiven()
+
+
 def choose_client(client: Optional[Client], options: Dict[str, Any]) -> Optional[Client]:
     """The client the middleware's requests use; None means analytics_core's default client.
 
     ``options`` maps each of :data:`CLIENT_OPTIONS` to the value given, None when not given
-    (then Client's own default applies). With ``client`` no option may be given; with neither
-    a client nor any option, the module-level client (``analytics_core.write_key = ...``) is
-    used; otherwise a Client is built from the options.
+    (then Client's own default applies), except ``write_key``: :data:`NOT_GIVEN` when left out,
+    None when given as None (``os.environ.get("SEGMENT_WRITE_KEY")`` on a machine without it).
+    With ``client`` no option may be given; with neither a client nor any option, the
+    module-level client (``analytics_core.write_key = ...``) is used; otherwise a Client is
+    built from the options. Given without a key (None or empty), it sends nothing, with a
+    warning, as Flask's and Django's integrations do: a development machine without the key
+    must still serve its pages.
     """
+    key_given = options.get("write_key", NOT_GIVEN) is not NOT_GIVEN
+    options = {**options, "write_key": None if not key_given else options["write_key"]}
     unknown = set(options) - set(CLIENT_OPTIONS)
     if unknown:  # a programming error in this package, not the user's
         raise TypeError(f"not analytics_core.Client options: {', '.join(sorted(unknown))}")
@@ -125,8 +144,16 @@ def choose_client(client: Optional[Client], options: Dict[str, Any]) -> Optional
                 f"{', '.join(sorted(given))}); configure the client you pass instead"
             )
         return client
-    if not given:
+    if not given and not key_given:
         return None
+    if not given.get("write_key") and given.get("send") is not False:
+        logger.warning(
+            "SegmentMiddleware: no write_key (it is %s); events will not be sent (pass "
+            "send=False to silence this warning)",
+            "empty" if given.get("write_key") == "" else "None",
+        )
+        given["send"] = False
+        given.pop("write_key", None)
     for name, value in given.items():
         expected = _TYPES.get(name)
         if expected is not None and not isinstance(value, expected):
