@@ -216,6 +216,24 @@ def test_wellformed_bytes_beyond_ascii_reach_the_collector_as_sent(collector, cl
     assert event["context"]["page"]["search"] == "?q=%C3%A9t%C3%A9"
 
 
+def test_a_utf8_user_agent_and_referrer_reach_the_collector_as_written(collector, clients):
+    # Header bytes are latin-1 to ASGI and WSGI alike: UTF-8 came out as "MyApp (CafÃ© â\x98\x83)".
+    client = clients.make(KEY)
+    app = SegmentMiddleware(Recorder(), client=client)
+    agent = "MyApp/2.1 (Caf\u00e9 \u2603)"
+    referrer = "https://shop.test/caf\u00e9"
+    headers = [
+        (b"host", b"shop.test"),
+        (b"user-agent", agent.encode("utf-8")),
+        (b"referer", referrer.encode("utf-8")),
+    ]
+    run(app, http_scope("/", headers=headers))
+    client.flush()
+    (event,) = collector.wait_for(1, write_key=KEY)
+    assert event["context"]["userAgent"] == agent
+    assert event["context"]["page"]["referrer"] == referrer
+
+
 @pytest.mark.parametrize(
     ("path", "query", "expected_page"),
     [

@@ -364,6 +364,18 @@ def _header(headers: Mapping[str, str], name: str) -> Optional[str]:
     return value
 
 
+def _text_as_sent(value: Optional[str]) -> Optional[str]:
+    """A header's text as its sender wrote it: WSGI and ASGI decode header bytes as latin-1,
+    which turns the UTF-8 of a user agent such as ``MyApp/2 (Café ☃)`` into ``CafÃ©``. Bytes
+    that are valid UTF-8 are read as UTF-8 (latin-1 text with accents almost never is)."""
+    if value is None or value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # not UTF-8 (or not from bytes at all): latin-1 it was
+        return value
+
+
 def _page(
     scheme: str, host: Optional[str], path: str, query_string: str, referrer: Optional[str]
 ) -> dict:
@@ -411,13 +423,15 @@ def request_fields(
     ip = client_ip(peer, headers, trusted_proxies, forwarded_header)
     if ip:
         context["ip"] = ip
-    user_agent = _header(headers, "user-agent")
+    user_agent = _text_as_sent(_header(headers, "user-agent"))
     if user_agent:
         context["userAgent"] = user_agent
     locale = locale_from_accept_language(_header(headers, "accept-language"))
     if locale:
         context["locale"] = locale
-    context["page"] = _page(scheme, host, path, query_string, _header(headers, "referer"))
+    context["page"] = _page(
+        scheme, host, path, query_string, _text_as_sent(_header(headers, "referer"))
+    )
     if anonymous_id_cookie is None:
         anonymous_id_cookie = cookie_value(headers.get("cookie"), ANONYMOUS_ID_COOKIE)
     return context, anonymous_id_from_cookie(anonymous_id_cookie)
