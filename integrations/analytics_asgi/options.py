@@ -150,7 +150,7 @@ def choose_client(client: Optional[Client], options: Dict[str, Any]) -> Optional
         logger.warning(
             "SegmentMiddleware: no write_key (it is %s); events will not be sent (pass "
             "send=False to silence this warning)",
-            "empty" if given.get("write_key") == "" else "None",
+            "empty" if given.get("write_key") == "" else "None" if key_given else "not given",
         )
         given["send"] = False
         given.pop("write_key", None)
