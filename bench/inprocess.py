@@ -5,9 +5,13 @@ For each framework the hello-world apps of :mod:`bench.middleware_apps` (``plain
 analytics; ``integration``: the one-line set-up; ``empty``: the framework's hook point with
 code that does nothing, the floor of any integration) are called directly, a WSGI call for
 Django and Flask and an ASGI call for Starlette, in many alternating rounds, the variants in
-turn, the order reversed every round so that none always runs on a warmer machine: Flask's and
-Starlette's apps in one process, Django's in a fresh process per round (its settings are one
-per process, and process-to-process variation makes its figure the noisiest). Each round times
+turn, the order reversed every round so that none always runs on a warmer machine, all of a
+framework's variants in one process. Django's settings are one per process, so its variants are
+three ``WSGIHandler`` objects of one configured project (``analytics_django`` installed), each
+built with its own ``MIDDLEWARE``: the plain one without the analytics middleware, which is the
+only part of the integration a request runs. (Before, each Django round was a fresh process
+per variant, and process-to-process variation moved its figure by more than the 2% budget:
+9.0% in one run where the instruction count said 1.6%.) Each round times
 ``n`` requests after a warm-up. The result is the median of the rounds' µs per request for
 each variant, their difference (µs over the bare framework) and that difference as a share of
 the bare request, and the same for the empty hooks (the floor).
@@ -37,6 +41,8 @@ TARGET_SHARE = 0.02
 FRAMEWORKS = ("django", "flask", "starlette")
 VARIANTS = ("plain", "integration", "empty")
 RESULTS = ROOT / "bench" / "results" / "inprocess.json"
+BLOCK = 250
+"""Requests per variant in turn within a round (see :func:`paired_rounds`)."""
 _HEADERS = {
     "HTTP_HOST": "127.0.0.1",
     "HTTP_USER_AGENT": "Mozilla/5.0 (X11; Linux x86_64) bench",
@@ -45,7 +51,12 @@ _HEADERS = {
 }
 
 
-def _wsgi_round(app: Any, n: int) -> float:
+def _warmup(n: int, warmup: Optional[int]) -> int:
+    # One round's own warm-up (bench.instructions counts on this), unless the caller warmed up.
+    return max(200, n // 10) if warmup is None else warmup
+
+
+def _wsgi_round(app: Any, n: int, warmup: Optional[int] = None) -> float:
     def start_response(status: str, headers: List[Any], exc_info: Any = None) -> None:
         return None
 
@@ -76,7 +87,7 @@ def _wsgi_round(app: Any, n: int) -> float:
             if close is not None:
                 close()
 
-    for _ in range(max(200, n // 10)):  # warm-up
+    for _ in range(_warmup(n, warmup)):
         one()
     start = time.perf_counter()
     for _ in range(n):
@@ -84,7 +95,7 @@ def _wsgi_round(app: Any, n: int) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
-def _asgi_round(app: Any, n: int) -> float:
+def _asgi_round(app: Any, n: int, warmup: Optional[int] = None) -> float:
     headers = [
         (b"host", b"127.0.0.1"),
         (b"user-agent", _HEADERS["HTTP_USER_AGENT"].encode()),
@@ -117,7 +128,7 @@ def _asgi_round(app: Any, n: int) -> float:
         await app(scope, receive, send)
 
     async def rounds() -> float:
-        for _ in range(max(200, n // 10)):
+        for _ in range(_warmup(n, warmup)):
             await one()
         start = time.perf_counter()
         for _ in range(n):
@@ -145,26 +156,68 @@ def one_round(framework: str, variant: str, n: int) -> float:
     return _wsgi_round(middleware_apps.wsgi, n)
 
 
-def paired_rounds(framework: str, rounds: int, n: int) -> Dict[str, List[float]]:
-    """Flask and Starlette: both apps built in one process, rounds alternating between them,
-    so that the process (its memory layout, its warm caches) is the same for both."""
-    os.environ.update(BENCH_FRAMEWORK=framework, BENCH_COLLECTOR="http://127.0.0.1:9")
+def _django_handlers() -> Dict[str, Any]:
+    # One configured project with analytics_django installed (its ready() adds the middleware
+    # to settings.MIDDLEWARE); each variant's handler loads the MIDDLEWARE it is built with.
+    os.environ["BENCH_VARIANT"] = "integration"  # read when middleware_apps is imported
     from . import middleware_apps
 
-    apps = {}
+    integrated = middleware_apps.wsgi
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+
+    installed = list(settings.MIDDLEWARE)
+    bare = [name for name in installed if not name.startswith("analytics_django.")]
+    if bare == installed:
+        raise SystemExit("bench.inprocess: analytics_django installed no middleware")
+    handlers = {"integration": integrated}
+    settings.MIDDLEWARE = bare
+    handlers["plain"] = WSGIHandler()
+    settings.MIDDLEWARE = [f"{middleware_apps.__name__}.PassThrough", *bare]
+    handlers["empty"] = WSGIHandler()
+    settings.MIDDLEWARE = installed
+    return handlers
+
+
+def paired_rounds(framework: str, rounds: int, n: int) -> Dict[str, List[float]]:
+    """Every variant of ``framework`` built in one process, rounds alternating between them,
+    so that the process (its memory layout, its warm caches) is the same for all."""
+    os.environ.update(BENCH_FRAMEWORK=framework, BENCH_COLLECTOR="http://127.0.0.1:9")
+    if framework == "django":
+        apps = _django_handlers()
+    else:
+        from . import middleware_apps
+
+        apps = {}
+        for variant in VARIANTS:
+            middleware_apps.INTEGRATED = variant == "integration"
+            middleware_apps.EMPTY = variant == "empty"
+            build = (
+                middleware_apps._flask_wsgi
+                if framework == "flask"
+                else middleware_apps._starlette_asgi
+            )
+            apps[variant] = build()
+    # Built: out of the collector's way, as in one_round.
+    gc.collect()
+    gc.freeze()
+    timed = _asgi_round if framework == "starlette" else _wsgi_round
     for variant in VARIANTS:
-        middleware_apps.INTEGRATED = variant == "integration"
-        middleware_apps.EMPTY = variant == "empty"
-        build = (
-            middleware_apps._flask_wsgi if framework == "flask" else middleware_apps._starlette_asgi
-        )
-        apps[variant] = build()
-    timed = _wsgi_round if framework == "flask" else _asgi_round
+        timed(apps[variant], 1000)
+    # Each round interleaves the variants in blocks of BLOCK requests, the order reversed every
+    # block: what slows the machine for a moment (a neighbour, a frequency change) then slows
+    # every variant alike. Whole rounds of one variant differed by 120-150 µs on Django,
+    # ten times the 2% to be shown.
+    blocks = max(1, n // BLOCK)
     samples: Dict[str, List[float]] = {variant: [] for variant in VARIANTS}
     for index in range(rounds):
-        order = VARIANTS if index % 2 == 0 else VARIANTS[::-1]
-        for variant in order:
-            samples[variant].append(timed(apps[variant], n))
+        totals = dict.fromkeys(VARIANTS, 0.0)
+        for block in range(blocks):
+            order = VARIANTS if (index + block) % 2 == 0 else VARIANTS[::-1]
+            for variant in order:
+                totals[variant] += timed(apps[variant], BLOCK, warmup=0)
+        for variant in VARIANTS:
+            samples[variant].append(totals[variant] / blocks)
     return samples
 
 
@@ -183,25 +236,14 @@ def _last_line_of(*args: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def _run_round(framework: str, variant: str, n: int) -> float:
-    return float(_last_line_of("--round", framework, variant, str(n)))
-
-
 def _run_paired(framework: str, rounds: int, n: int) -> Dict[str, List[float]]:
     return json.loads(_last_line_of("--paired", framework, str(rounds), str(n)))
 
 
 def measure(framework: str, rounds: int, n: int) -> Dict[str, Any]:
-    """Alternating rounds of both variants of ``framework``; medians and the overhead.
-    Django's settings are one per process, so each of its rounds is a process of its own."""
-    if framework != "django":
-        samples = _run_paired(framework, rounds, n)
-    else:
-        samples = {variant: [] for variant in VARIANTS}
-        for index in range(rounds):
-            order = VARIANTS if index % 2 == 0 else VARIANTS[::-1]
-            for variant in order:
-                samples[variant].append(_run_round(framework, variant, n))
+    """Alternating rounds of every variant of ``framework`` in one process; medians and the
+    overhead."""
+    samples = _run_paired(framework, rounds, n)
     plain = statistics.median(samples["plain"])
     integrated = statistics.median(samples["integration"])
     empty = statistics.median(samples["empty"])
