@@ -261,27 +261,23 @@ def test_no_header_cookie_or_peer_makes_it_raise(peer, headers, hops, cookie):
         assert peer is not None
 
 
+def _user_agent_read_from(environ):
+    context, _ = request_fields(
+        peer="10.0.0.1",
+        scheme="http",
+        host="shop.test",
+        path="/",
+        query_string="",
+        headers=headers_from_wsgi(environ),
+    )
+    return context["userAgent"]
+
+
 def test_a_utf8_user_agent_from_a_wsgi_environ_is_read_as_utf8():
     # PEP 3333: the server decodes header bytes as latin-1 into the environ.
     agent = "MyApp/2.1 (Caf\u00e9 \u2603)"
-    environ = {"HTTP_USER_AGENT": agent.encode("utf-8").decode("latin-1")}
-    context, _ = request_fields(
-        peer="10.0.0.1",
-        scheme="http",
-        host="shop.test",
-        path="/",
-        query_string="",
-        headers=headers_from_wsgi(environ),
+    assert (
+        _user_agent_read_from({"HTTP_USER_AGENT": agent.encode("utf-8").decode("latin-1")}) == agent
     )
-    assert context["userAgent"] == agent
     # latin-1 text that is not UTF-8 stays as it was sent.
-    environ = {"HTTP_USER_AGENT": "Navigateur \u00e9"}
-    context, _ = request_fields(
-        peer="10.0.0.1",
-        scheme="http",
-        host="shop.test",
-        path="/",
-        query_string="",
-        headers=headers_from_wsgi(environ),
-    )
-    assert context["userAgent"] == "Navigateur \u00e9"
+    assert _user_agent_read_from({"HTTP_USER_AGENT": "Navigateur \u00e9"}) == "Navigateur \u00e9"

@@ -384,17 +384,13 @@ def _page(
     # than the API takes (32 KB), and the event was lost. Without its query the URL still
     # names the page.
     page: Dict[str, Any] = {}
-    if len(path) > _MAX_HEADER_LENGTH:
-        path = ""
-    else:
+    path_kept = len(path) <= _MAX_HEADER_LENGTH
+    if path_kept:
         page["path"] = path
-    search = ""
-    if query_string and len(query_string) <= _MAX_HEADER_LENGTH:
-        search = page["search"] = f"?{query_string}"
-    elif not query_string:
-        page["search"] = ""
-    if host and path:
-        page["url"] = f"{scheme}://{host}{path}{search}"
+    if len(query_string) <= _MAX_HEADER_LENGTH:
+        page["search"] = f"?{query_string}" if query_string else ""
+    if host and path_kept:
+        page["url"] = f"{scheme}://{host}{path}{page.get('search', '')}"
     if referrer:
         page["referrer"] = referrer
     return page

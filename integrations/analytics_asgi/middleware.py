@@ -162,10 +162,6 @@ class SegmentMiddleware:
                 "persist": persist,
             },
         )
-        # What each http request looks at: whether it takes __call__'s own path, and whether
-        # that path wraps send for the cookie.
-        self._plain_http = not pageviews
-        self._cookie_on = bool(anonymous_id_cookie)
         # What page() and shutdown() are called on: the client, or the module-level API that
         # resolves the default client when it is needed (it may be configured after this).
         self._target: Any = self.client if self.client is not None else analytics_core
@@ -173,7 +169,7 @@ class SegmentMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection: see the class docstring."""
         kind = scope["type"]
-        if kind == "http" and self._plain_http:
+        if kind == "http" and not self.pageviews:
             # Every request takes this path and most send nothing: it makes one list current
             # and wraps send for the cookie; the context is made only when a message needs it
             # (scope_context.current_scope_context). Written out here, not split into helpers:
@@ -185,7 +181,7 @@ class SegmentMiddleware:
                     scope,
                     receive,
                     partial(send_with_cookie, send, scope, slot, self.cookie)
-                    if self._cookie_on
+                    if self.cookie.enabled
                     else send,
                 )
             finally:
