@@ -4,17 +4,20 @@ nothing, measured in-process, without a server or a network in the way.
 For each framework the hello-world apps of :mod:`bench.middleware_apps` (``plain``: no
 analytics; ``integration``: the one-line set-up; ``empty``: the framework's hook point with
 code that does nothing, the floor of any integration) are called directly, a WSGI call for
-Django and Flask and an ASGI call for Starlette, in many alternating rounds, the variants in
-turn, the order reversed every round so that none always runs on a warmer machine, all of a
-framework's variants in one process. Django's settings are one per process, so its variants are
-three ``WSGIHandler`` objects of one configured project (``analytics_django`` installed), each
-built with its own ``MIDDLEWARE``: the plain one without the analytics middleware, which is the
-only part of the integration a request runs. (Before, each Django round was a fresh process
-per variant, and process-to-process variation moved its figure by more than the 2% budget:
-9.0% in one run where the instruction count said 1.6%.) Each round times
-``n`` requests after a warm-up. The result is the median of the rounds' µs per request for
-each variant, their difference (µs over the bare framework) and that difference as a share of
-the bare request, and the same for the empty hooks (the floor).
+Django and Flask and an ASGI call for Starlette, all of a framework's variants in one process.
+Django's settings are one per process, so its variants are three ``WSGIHandler`` objects of one
+configured project (``analytics_django`` installed), each built with its own ``MIDDLEWARE``:
+the plain one without the analytics middleware, which is the only part of the integration a
+request runs. The variants are timed in interleaved blocks of ``BLOCK`` requests, the order
+reversed every block, so that a moment's slowdown of the machine slows every variant alike.
+The figure is the median, over all blocks, of the difference between the integration's block
+and the plain block timed beside it (µs over the bare framework), and that difference as a share
+of the bare request (the median of the plain blocks); the middle half of those differences is
+given too, and the same median for the empty hooks (the floor).
+
+Before, each Django round was a fresh process per variant, and whole rounds were compared:
+process-to-process variation moved the figure by more than the 2% budget (9.0% in one run where
+the instruction count said 1.6%), and medians of whole rounds still moved by several points.
 Results go to ``bench/results/inprocess.json``.
 
 ``python -m bench.inprocess --round FRAMEWORK VARIANT N`` is one round (used by the above).
@@ -180,8 +183,10 @@ def _django_handlers() -> Dict[str, Any]:
 
 
 def paired_rounds(framework: str, rounds: int, n: int) -> Dict[str, List[float]]:
-    """Every variant of ``framework`` built in one process, rounds alternating between them,
-    so that the process (its memory layout, its warm caches) is the same for all."""
+    """Every variant of ``framework`` built in one process and timed in interleaved blocks of
+    ``BLOCK`` requests; µs per request of each block, per variant, block ``i`` of every
+    variant timed side by side. The process (its memory layout, its warm caches) is the same
+    for all."""
     os.environ.update(BENCH_FRAMEWORK=framework, BENCH_COLLECTOR="http://127.0.0.1:9")
     if framework == "django":
         apps = _django_handlers()
@@ -211,13 +216,10 @@ def paired_rounds(framework: str, rounds: int, n: int) -> Dict[str, List[float]]
     blocks = max(1, n // BLOCK)
     samples: Dict[str, List[float]] = {variant: [] for variant in VARIANTS}
     for index in range(rounds):
-        totals = dict.fromkeys(VARIANTS, 0.0)
         for block in range(blocks):
             order = VARIANTS if (index + block) % 2 == 0 else VARIANTS[::-1]
             for variant in order:
-                totals[variant] += timed(apps[variant], BLOCK, warmup=0)
-        for variant in VARIANTS:
-            samples[variant].append(totals[variant] / blocks)
+                samples[variant].append(timed(apps[variant], BLOCK, warmup=0))
     return samples
 
 
@@ -246,29 +248,48 @@ def measure(framework: str, rounds: int, n: int) -> Dict[str, Any]:
     samples = _run_paired(framework, rounds, n)
     plain = statistics.median(samples["plain"])
     integrated = statistics.median(samples["integration"])
-    empty = statistics.median(samples["empty"])
-    added = integrated - plain
+    # The difference is taken block by block, between blocks timed side by side, and the
+    # median of those differences is the figure: a moment's slowdown of the machine moves a
+    # block of every variant alike, and an outlying block is one sample of hundreds.
+    added = _median_difference(samples["integration"], samples["plain"])
+    floor = _median_difference(samples["empty"], samples["plain"])
+    low, high = _quartiles(
+        [with_ - bare for with_, bare in zip(samples["integration"], samples["plain"])]
+    )
     return {
         "framework": framework,
         "rounds": rounds,
         "requests_per_round": n,
+        "blocks": len(samples["plain"]),
         "plain_us": plain,
         "integration_us": integrated,
         "added_us": added,
         "added_share": added / plain,
+        "added_quartiles_us": [low, high],
         # What empty hooks at the same place cost: below it no integration can go.
-        "floor_us": empty - plain,
-        "floor_share": (empty - plain) / plain,
+        "floor_us": floor,
+        "floor_share": floor / plain,
         "target_met": added / plain <= TARGET_SHARE,
         "samples": samples,
     }
+
+
+def _median_difference(variant: List[float], plain: List[float]) -> float:
+    return statistics.median(with_ - bare for with_, bare in zip(variant, plain))
+
+
+def _quartiles(values: List[float]) -> List[float]:
+    if len(values) < 2:
+        return [values[0], values[0]]
+    low, _, high = statistics.quantiles(values, n=4)
+    return [low, high]
 
 
 def format_table(results: List[Dict[str, Any]]) -> str:
     """The results as a text table."""
     lines = [
         "in-process overhead of the integration, a request that sends nothing "
-        f"(median of {results[0]['rounds']} alternating rounds each):",
+        f"(median difference of {results[0]['blocks']} pairs of interleaved blocks of {BLOCK}):",
         f"{'framework':<10} {'plain µs':>9} {'with µs':>9} {'added µs':>9} {'share':>7}"
         f" {'floor µs':>9} {'floor':>7}  target",
     ]
@@ -313,7 +334,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         framework, variant, n = args.round
         print(f"{one_round(framework, variant, int(n)):.3f}")
         return 0
-    rounds, n = (3, 500) if args.quick else (11, 5000)
+    rounds, n = (3, 500) if args.quick else (11, 10_000)
     results = [measure(framework, rounds, n) for framework in chosen_frameworks(args.only)]
     report(format_table(results), results, args.output)
     return 0

@@ -86,11 +86,15 @@ def inprocess_lines(results: List[Dict[str, Any]]) -> List[Line]:
         floor = ""
         if "floor_us" in row:
             floor = f"; empty hooks {row['floor_us']:+.1f} µs ({row['floor_share']:.1%})"
+        spread = ""
+        if "added_quartiles_us" in row:  # the middle half of the blocks' differences
+            low, high = row["added_quartiles_us"]
+            spread = f", blocks {low:+.1f} to {high:+.1f}"
         lines.append(
             (
                 f"in-process overhead, a request that sends nothing: {name}",
                 f"{row['added_us']:+.1f} µs over {row['plain_us']:.1f} "
-                f"({row['added_share']:.1%}){floor}",
+                f"({row['added_share']:.1%}{spread}){floor}",
                 "",
                 "",
                 f"≤ {TARGET_SHARE:.0%}{_verdict(row['target_met'])}",
