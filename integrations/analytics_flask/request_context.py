@@ -18,12 +18,12 @@ from analytics_core.web import headers_from_wsgi, request_fields
 from .login import current_user_id
 from .state import AppState
 
-__all__ = ["STATE_KEY", "FlaskRequestContext", "context_of", "current_flask_context"]
+__all__ = ["CONTEXT_KEY", "STATE_KEY", "FlaskRequestContext", "context_of", "current_flask_context"]
 
 STATE_KEY = "analytics_flask.state"
 """The environ key where the app's middleware leaves its :class:`AppState`: the request is one
 the extension serves."""
-_CONTEXT_KEY = "analytics_flask.context"  # the request's FlaskRequestContext, once made
+CONTEXT_KEY = "analytics_flask.context"  # the request's FlaskRequestContext, once made
 
 # Where Werkzeug keeps the request object it made for an environ.
 _FLASK_REQUEST = "werkzeug.request"
@@ -163,18 +163,16 @@ def _fields(environ: Dict[str, Any], state: AppState) -> Tuple[Dict[str, Any], O
 def context_of(environ: Dict[str, Any], state: AppState) -> FlaskRequestContext:
     """The context of the request ``environ`` describes: made the first time it is asked for,
     the same one afterwards, from every thread."""
-    context = environ.get(_CONTEXT_KEY)
+    context = environ.get(CONTEXT_KEY)
     if context is None:
         # setdefault: two threads of one request asking at once agree on one context.
-        context = environ.setdefault(
-            _CONTEXT_KEY, FlaskRequestContext(environ=environ, state=state)
-        )
+        context = environ.setdefault(CONTEXT_KEY, FlaskRequestContext(environ=environ, state=state))
     return context
 
 
 def made_context(environ: Dict[str, Any]) -> Optional[FlaskRequestContext]:
     """The request's context if a message (or the app) asked for it, else None."""
-    return environ.get(_CONTEXT_KEY)
+    return environ.get(CONTEXT_KEY)
 
 
 def current_flask_context() -> Optional[FlaskRequestContext]:
