@@ -117,11 +117,25 @@ def test_a_given_client_is_used_as_it_is():
         ({"write_key": "k", "oauth_client_id": "id"}, "missing: oauth_client_key, oauth_key_id"),
     ],
 )
-def test_bad_options_are_refused_by_name(options, message):
-    with pytest.raises(ValidationError, match="^SegmentMiddleware: ") as raised:
-        SegmentMiddleware(app, **options)
-    assert message in str(raised.value)
-    assert isinstance(raised.value, ValueError)
+def test_bad_options_are_refused_by_name(options, message, caplog):
+    with caplog.at_level(logging.ERROR, logger="segment"):
+        middleware = SegmentMiddleware(app, **options)
+    error = middleware.setup_error
+    assert isinstance(error, ValidationError)
+    assert isinstance(error, ValueError)
+    assert str(error).startswith("SegmentMiddleware: ")
+    assert message in str(error)
+    assert message in caplog.text  # said when the app is built, not only at startup
+    # The lifespan's startup fails with it: the server stops there, saying why.
+    with (
+        pytest.raises(ValidationError, match="^SegmentMiddleware: ") as raised,
+        TestClient(middleware),
+    ):
+        pass
+    assert raised.value is error
+    # It sends nothing, whatever the options said.
+    assert middleware.client is not None
+    assert middleware.client.send is False
 
 
 @pytest.mark.parametrize(
@@ -183,4 +197,46 @@ def test_with_starlette_the_error_surfaces_when_the_app_starts():
     bad = Starlette()
     bad.add_middleware(SegmentMiddleware, trusted_proxies=-2)
     with pytest.raises(ValidationError, match="trusted_proxies"), TestClient(bad):
+        pass
+
+
+def _tracking_app_with(**options):
+    async def tracked(request):
+        analytics_core.track(event="Bad Options")
+        return PlainTextResponse("ok")
+
+    starlette = Starlette(routes=[Route("/", tracked)])
+    starlette.add_middleware(SegmentMiddleware, **options)
+    return starlette
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"trusted_proxies": -1},
+        {"write_key": "k", "shutdown_timeout": float("nan")},
+        {"write_key": "k", "persist": "/nonexistent-analytics-dir/spool.db"},
+    ],
+)
+def test_without_a_lifespan_a_bad_option_never_answers_a_request_with_a_500(options, caplog):
+    # uvicorn --lifespan off, or a server without the lifespan protocol: nothing can stop the
+    # app at startup. Before, Starlette's build of the middleware stack raised on every request.
+    with caplog.at_level(logging.ERROR, logger="segment"):
+        http = TestClient(_tracking_app_with(**options))  # not entered: no lifespan
+        responses = [http.get("/") for _ in range(3)]
+    assert [response.status_code for response in responses] == [200, 200, 200]
+    errors = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(errors) == 1, caplog.text  # once, when the stack was built
+    assert "SegmentMiddleware: " in errors[0].getMessage() or "spool" in errors[0].getMessage()
+    assert "will not be sent" in errors[0].getMessage()
+
+
+def test_a_spool_that_cannot_be_opened_fails_the_startup_naming_the_path():
+    from analytics_core.spool import SpoolError
+
+    bad = _tracking_app_with(write_key="k", persist="/nonexistent-analytics-dir/spool.db")
+    with (
+        pytest.raises(SpoolError, match="nonexistent-analytics-dir.*does not exist"),
+        TestClient(bad),
+    ):
         pass

@@ -14,6 +14,7 @@ middleware delivers at the lifespan shutdown, which uvicorn runs after the last 
 import importlib.util
 import json
 import signal
+import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ import requests
 from analytics_core.collector.access import write_key_fingerprint as fingerprint
 
 from .support.servers import (
+    ROOT,
     ServerProcess,
     executable,
     free_port,
@@ -44,11 +46,23 @@ def app_env(collector) -> dict:
     return python_env({"TESTAPP_WRITE_KEY": WRITE_KEY, "TESTAPP_COLLECTOR_URL": collector.url})
 
 
-def uvicorn(collector, app: str = "app", *options: str) -> ServerProcess:
-    port = free_port()
+def uvicorn_command(app: str, port: int, *options: str) -> List[str]:
     command = executable("uvicorn") + [f"tests.asgi_apps.tracking:{app}"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *options]
-    return ServerProcess(command, port, env=app_env(collector), ready_path="/health")
+    return command + [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *options,
+    ]
+
+
+def uvicorn(collector, app: str = "app", *options: str, env=None) -> ServerProcess:
+    port = free_port()
+    command = uvicorn_command(app, port, *options)
+    return ServerProcess(command, port, env=env or app_env(collector), ready_path="/health")
 
 
 def gunicorn(collector, *options: str) -> ServerProcess:
@@ -161,3 +175,41 @@ def test_gunicorn_uvicorn_worker_sigterm_to_the_master(collector):
     pids = serve_and_stop(collector, server, workers=2)
     assert len(pids) == 2 and server.process.pid not in pids, pids
     assert server.process.returncode == 0, server.output()
+
+
+MISSING_SPOOL = "/nonexistent-analytics-dir/spool.db"
+
+
+def test_uvicorn_stops_at_startup_naming_a_spool_it_cannot_open(collector, tmp_path):
+    # Before, uvicorn's default lifespan mode took the error for "lifespan unsupported", started,
+    # and answered every request with a 500.
+    env = {**app_env(collector), "TESTAPP_PERSIST": MISSING_SPOOL}
+    done = subprocess.run(
+        uvicorn_command("app", free_port()),
+        env=env,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert "Application startup failed" in output, output
+    assert f"the directory {MISSING_SPOOL.rsplit('/', 1)[0]!r} does not exist" in output, output
+    assert WRITE_KEY not in output
+
+
+def test_uvicorn_without_lifespan_serves_requests_despite_a_spool_it_cannot_open(collector):
+    env = {**app_env(collector), "TESTAPP_PERSIST": MISSING_SPOOL}
+    server = uvicorn(collector, "app", "--lifespan", "off", env=env)
+    try:
+        statuses = [server.get(f"/track/{number}").status_code for number in range(3)]
+    finally:
+        server.stop()
+    output = server.output()
+    assert statuses == [200, 200, 200], output
+    # Logged when each middleware was built (the module has two: app and raw_app), never as
+    # a request's traceback.
+    assert output.count("does not exist") == 2, output
+    assert "Traceback" not in output, output
+    assert collector.events(limit=0) == []  # its client sends nothing

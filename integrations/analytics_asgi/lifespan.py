@@ -39,6 +39,16 @@ class _Progress:
         self.delivered = False
 
 
+async def refuse_startup(receive: Receive, send: Send, error: Exception) -> None:
+    """Answer the lifespan's startup with ``lifespan.startup.failed`` and ``error``'s text, then
+    raise it, as Starlette's own router does with an error of the app's startup: uvicorn and
+    hypercorn log the text and stop, and Starlette's ``TestClient`` raises ``error``."""
+    message = await receive()
+    if message.get("type") == "lifespan.startup":
+        await send({"type": "lifespan.startup.failed", "message": f"{error}"})
+    raise error
+
+
 async def run_lifespan(
     app: ASGIApp, scope: Scope, receive: Receive, send: Send, deliver: Deliver
 ) -> None:

@@ -7,10 +7,11 @@ from typing import Any, Dict, Optional, Sequence, Union
 import analytics_core
 from analytics_core import Client
 from analytics_core.client import ErrorHandler
+from analytics_core.spool import SpoolError
 from analytics_core.web.pageviews import ExcludeRule
 
 from .asgi_types import ASGIApp, Receive, Scope, Send
-from .lifespan import run_lifespan
+from .lifespan import refuse_startup, run_lifespan
 from .options import (
     NOT_GIVEN,
     check_middleware_options,
@@ -72,7 +73,10 @@ class SegmentMiddleware:
       (:mod:`analytics_core.web.pageviews`); ``pageviews_exclude`` (None: the defaults, plus
       FastAPI's documentation pages) the paths that never make one.
 
-    Bad options raise :class:`analytics_core.ValidationError` (a ValueError) naming the option.
+    A bad option (or a ``persist`` spool that cannot be opened) is an error naming it: logged
+    when the middleware is built, and raised by the lifespan's startup, which fails with it (the
+    server stops, saying why). Where no lifespan runs, requests are served by a client that
+    sends nothing, never answered with a 500.
     """
 
     def __init__(
@@ -118,8 +122,81 @@ class SegmentMiddleware:
             raise analytics_core.ValidationError(
                 f"SegmentMiddleware: app must be an ASGI callable, got {app!r}"
             )
-        check_middleware_options(trusted_proxies, pageviews, anonymous_id_cookie)
         self.app = app
+        self.setup_error: Optional[Exception] = None
+        client_options = {
+            "write_key": write_key,
+            "host": host,
+            "debug": debug,
+            "max_queue_size": max_queue_size,
+            "send": send,
+            "on_error": on_error,
+            "gzip": gzip,
+            "max_retries": max_retries,
+            "sync_mode": sync_mode,
+            "timeout": timeout,
+            "proxies": proxies,
+            "thread": thread,
+            "upload_size": upload_size,
+            "upload_interval": upload_interval,
+            "log_handler": log_handler,
+            "oauth_client_id": oauth_client_id,
+            "oauth_client_key": oauth_client_key,
+            "oauth_key_id": oauth_key_id,
+            "oauth_auth_server": oauth_auth_server,
+            "oauth_scope": oauth_scope,
+            "max_total_backoff_duration": max_total_backoff_duration,
+            "max_rate_limit_duration": max_rate_limit_duration,
+            "shutdown_timeout": shutdown_timeout,
+            "on_full": on_full,
+            "on_full_timeout": on_full_timeout,
+            "persist": persist,
+        }
+        try:
+            self._configure(
+                client,
+                client_options,
+                trusted_proxies=trusted_proxies,
+                forwarded_header=forwarded_header,
+                pageviews=pageviews,
+                pageviews_exclude=pageviews_exclude,
+                user_id_from_scope=user_id_from_scope,
+                anonymous_id_cookie=anonymous_id_cookie,
+                anonymous_id_cookie_domain=anonymous_id_cookie_domain,
+            )
+        except (ValueError, SpoolError) as error:
+            # Starlette and FastAPI build their middleware on the first call, inside the
+            # server: raised here, the error would fail that call only. uvicorn's default
+            # lifespan mode then reads it as "lifespan unsupported", starts anyway and answers
+            # every request with a 500. Instead, the lifespan's startup fails with the error
+            # (the server stops at once, saying why), and where no lifespan runs the app is
+            # served by a client that sends nothing.
+            self.setup_error = error
+            logger.error(
+                "%s; this app's events will not be sent (its lifespan startup fails with this "
+                "error)",
+                error,
+            )
+            self._configure(Client(send=False), {})
+        # What page() and shutdown() are called on: the client, or the module-level API that
+        # resolves the default client when it is needed (it may be configured after this).
+        self._target: Any = self.client if self.client is not None else analytics_core
+
+    def _configure(
+        self,
+        client: Optional[Client],
+        client_options: Dict[str, Any],
+        *,
+        trusted_proxies: int = 0,
+        forwarded_header: str = "X-Forwarded-For",
+        pageviews: bool = False,
+        pageviews_exclude: Optional[Sequence[ExcludeRule]] = None,
+        user_id_from_scope: Union[UserIdFromScope, str, None] = None,
+        anonymous_id_cookie: bool = True,
+        anonymous_id_cookie_domain: Optional[str] = None,
+    ) -> None:
+        """Check the options and set what requests read; raises the first bad option's error."""
+        check_middleware_options(trusted_proxies, pageviews, anonymous_id_cookie)
         self.trusted_proxies = int(trusted_proxies)
         self.forwarded_header = forwarded_header_option(forwarded_header)
         self.pageviews = pageviews
@@ -131,40 +208,7 @@ class SegmentMiddleware:
             anonymous_id_cookie, cookie_domain_option(anonymous_id_cookie_domain)
         )
         # None when the middleware uses analytics_core's default client.
-        self.client: Optional[Client] = choose_client(
-            client,
-            {
-                "write_key": write_key,
-                "host": host,
-                "debug": debug,
-                "max_queue_size": max_queue_size,
-                "send": send,
-                "on_error": on_error,
-                "gzip": gzip,
-                "max_retries": max_retries,
-                "sync_mode": sync_mode,
-                "timeout": timeout,
-                "proxies": proxies,
-                "thread": thread,
-                "upload_size": upload_size,
-                "upload_interval": upload_interval,
-                "log_handler": log_handler,
-                "oauth_client_id": oauth_client_id,
-                "oauth_client_key": oauth_client_key,
-                "oauth_key_id": oauth_key_id,
-                "oauth_auth_server": oauth_auth_server,
-                "oauth_scope": oauth_scope,
-                "max_total_backoff_duration": max_total_backoff_duration,
-                "max_rate_limit_duration": max_rate_limit_duration,
-                "shutdown_timeout": shutdown_timeout,
-                "on_full": on_full,
-                "on_full_timeout": on_full_timeout,
-                "persist": persist,
-            },
-        )
-        # What page() and shutdown() are called on: the client, or the module-level API that
-        # resolves the default client when it is needed (it may be configured after this).
-        self._target: Any = self.client if self.client is not None else analytics_core
+        self.client: Optional[Client] = choose_client(client, client_options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection: see the class docstring."""
@@ -190,7 +234,10 @@ class SegmentMiddleware:
         if kind == "http" or kind == "websocket":
             await self._serve(kind, scope, receive, send)
         elif kind == "lifespan":
-            await run_lifespan(self.app, scope, receive, send, self._deliver)
+            if self.setup_error is not None:
+                await refuse_startup(receive, send, self.setup_error)
+            else:
+                await run_lifespan(self.app, scope, receive, send, self._deliver)
         else:
             await self.app(scope, receive, send)
 

@@ -23,6 +23,8 @@ OPTIONS = {
     "upload_interval": 60,
     "upload_size": 1000,
 }
+if os.environ.get("TESTAPP_PERSIST"):  # a spool path (the tests give one that cannot be opened)
+    OPTIONS["persist"] = os.environ["TESTAPP_PERSIST"]
 
 
 async def track(request):
