@@ -417,6 +417,9 @@ def test_fastapis_own_documentation_pages_are_not_page_views(analytics_events):
             id="cubot-x30-phone",
         ),
         pytest.param({"User-Agent": ""}, True, id="no-user-agent"),
+        # Found by a trial: the message leaves it out, and it counted as "no user agent".
+        pytest.param({"User-Agent": "Mozilla/5.0 " + "A" * 10_000}, False, id="10-kb-user-agent"),
+        pytest.param({"User-Agent": "Mozilla/5.0 " + "A" * 4084}, True, id="4096-characters"),
     ],
 )
 def test_script_fetches_prefetches_and_crawlers_are_not_page_views(

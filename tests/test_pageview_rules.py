@@ -111,6 +111,11 @@ def test_people_are_not_crawlers(user_agent):
     assert is_page_request("GET", {"user-agent": user_agent}) is True
 
 
+def test_a_user_agent_longer_than_any_browser_sends_makes_no_page_view():
+    assert is_page_request("GET", {"user-agent": BROWSER + "x" * 4096}) is False
+    assert is_page_request("GET", {"user-agent": BROWSER.ljust(4096, "x")}) is True
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [

@@ -13,7 +13,8 @@ Segment, so a page view is a browser loading a document, not any HTML-typed answ
 - not from a crawler that says so in its User-Agent (``Googlebot/2.1``, ``bingbot/2.0``, a URL)
   nor from an HTTP library or command-line tool (``curl/``, ``python-requests/``, ``Go-http-client``
   and the like). A request with no User-Agent at all counts: the test clients of Django, Flask
-  and Starlette send none or their own, and a test of page views must see them;
+  and Starlette send none or their own, and a test of page views must see them. One longer than
+  the 4,096 characters a message keeps of a header does not: no browser sends that;
 - whose body, when the framework holds it in memory, is an HTML document (``<!doctype html``,
   ``<html``, ``<head``, ``<body`` or ``<title`` near its start): a plain-string health check or an
   HTML fragment is not a page. A streamed body cannot be looked at and counts.
@@ -128,6 +129,10 @@ def is_excluded(path: str, rules: Sequence[ExcludeRule]) -> bool:
     return False
 
 
+_LONGEST_BROWSER_USER_AGENT = 4096
+"""Longer is not a browser (and the message would leave the header out: see the web module)."""
+
+
 def is_page_request(method: str, headers: Mapping[str, str]) -> bool:
     """The request side of a page view: a GET by a browser that is loading a document
     (``headers`` maps lower-case names to values)."""
@@ -147,6 +152,8 @@ def is_page_request(method: str, headers: Mapping[str, str]) -> bool:
     user_agent = headers.get("user-agent")
     if not user_agent:
         return True
+    if len(user_agent) > _LONGEST_BROWSER_USER_AGENT:
+        return False
     return not (_CRAWLER.search(user_agent) or _LIBRARY.match(user_agent.lstrip()))
 
 
