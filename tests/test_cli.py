@@ -24,6 +24,23 @@ def test_installed_script_prints_its_commands():
     assert "collector" in result.stdout and "demo" in result.stdout
 
 
+def test_python_dash_m_analytics_core_is_the_same_command():
+    # Found by a trial: a virtualenv used without activating it has no analytics-core on PATH.
+    result = subprocess.run(
+        [sys.executable, "-m", "analytics_core", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"analytics-core {VERSION}\n"
+    failed = subprocess.run(
+        [sys.executable, "-m", "analytics_core", "nope"], capture_output=True, text=True, timeout=30
+    )
+    assert failed.returncode == 2
+    assert "unknown command 'nope'" in failed.stderr
+
+
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert VERSION in capsys.readouterr().out
