@@ -297,7 +297,8 @@ def warn_if_the_server_rewrote_the_peer(
         "(uvicorn's proxy headers, trusted for --forwarded-allow-ips); context.ip is what it "
         "chose, and a client connecting from a trusted address can choose it. Run uvicorn "
         "with --forwarded-allow-ips set to your proxy's address only, or with "
-        "--no-proxy-headers and %s = N (see the README)",
+        "--no-proxy-headers and %s set to the number of proxies in front of the app (see the "
+        "README)",
         setting,
     )
     return True

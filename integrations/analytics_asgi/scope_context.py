@@ -127,7 +127,7 @@ def _fields(
     peer = _peer(scope)
     if trusted_proxies == 0:
         warn_if_the_server_rewrote_the_peer(
-            peer, headers.get("x-forwarded-for"), "SegmentMiddleware(trusted_proxies=...)"
+            peer, headers.get("x-forwarded-for"), "SegmentMiddleware's trusted_proxies"
         )
     return request_fields(
         # The socket peer; forwarding headers count only across trusted_proxies hops.
