@@ -48,3 +48,10 @@ class QueueFullError(Exception):
 
 class MessageTooLargeError(ValueError):
     """A single message encodes to 32 KB or more (reported through on_error)."""
+
+
+class SpoolError(Exception):
+    """The ``persist=`` spool cannot be used; the message names the path and says why.
+
+    Defined here rather than in :mod:`analytics_core.spool` (which re-exports it), so that code
+    catching it need not import the spool's modules (sqlite3 among them)."""

@@ -55,6 +55,7 @@ import weakref
 from typing import Any, Callable, List, Optional, Sequence, Set, Tuple
 
 from . import journal
+from .errors import SpoolError
 from .journal import Segment
 
 try:
@@ -109,10 +110,6 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS owners (token TEXT PRIMARY KEY, key_hash TEXT NOT NULL)",
     f"PRAGMA application_id = {_APPLICATION_ID}",
 )
-
-
-class SpoolError(Exception):
-    """The spool cannot be used; the message names the path and says why."""
 
 
 class Spool:

@@ -67,3 +67,15 @@ print(json.dumps({"import": sorted(before), "client": sorted(made), "track": sor
     assert "requests" not in loaded["track"]  # send=False: nothing is ever posted
     tools = {name for name in loaded["import"] if name.startswith("analytics_core.tools.")}
     assert tools == {"analytics_core.tools.capture"}  # the only tool the client consults
+
+
+def test_the_asgi_integration_does_not_import_the_spool():
+    # It catches SpoolError when a middleware's spool cannot be opened: the error class lives in
+    # analytics_core.errors, so importing the integration costs no sqlite3.
+    code = (
+        "import sys, analytics_asgi\n"
+        "print(sorted({'sqlite3', 'analytics_core.spool'} & set(sys.modules)))"
+    )
+    done = run("-c", code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

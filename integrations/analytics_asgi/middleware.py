@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import analytics_core
 from analytics_core import Client
 from analytics_core.client import ErrorHandler
-from analytics_core.spool import SpoolError
+from analytics_core.errors import SpoolError
 from analytics_core.web.pageviews import ExcludeRule
 
 from .asgi_types import ASGIApp, Receive, Scope, Send
