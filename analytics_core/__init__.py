@@ -48,6 +48,7 @@ from .errors import (
     MessageTooLargeError,
     OAuthError,
     QueueFullError,
+    SpoolError,
     UnknownArgumentError,
     ValidationError,
 )
@@ -55,6 +56,8 @@ from .transport import DEFAULT_MAX_RATE_LIMIT, DEFAULT_MAX_TOTAL_BACKOFF
 from .version import VERSION
 
 __version__ = VERSION
+
+logger = logging.getLogger("segment")
 
 __all__ = [
     "VERSION",
@@ -129,38 +132,78 @@ def _client() -> Client:
 
 
 def _default() -> Client:
-    """``default_client``, built from the module-level settings the first time."""
+    """``default_client``, built from the module-level settings the first time.
+
+    When the settings cannot make a client (no ``write_key``, a bad value, a ``persist`` folder
+    that does not exist), the error is raised, as analytics-python raises it, except inside a
+    request or job an integration is handling: see :func:`_stand_in`."""
     global default_client
     if default_client is None:
-        default_client = Client(
-            write_key,
-            host=host,
-            debug=debug,
-            max_queue_size=max_queue_size,
-            send=send,
-            on_error=on_error,
-            gzip=gzip,
-            max_retries=max_retries,
-            sync_mode=sync_mode,
-            timeout=timeout,
-            proxies=proxies,
-            thread=thread,
-            upload_size=upload_size,
-            upload_interval=upload_interval,
-            log_handler=log_handler,
-            oauth_client_id=oauth_client_id,
-            oauth_client_key=oauth_client_key,
-            oauth_key_id=oauth_key_id,
-            oauth_auth_server=oauth_auth_server,
-            oauth_scope=oauth_scope,
-            max_total_backoff_duration=max_total_backoff_duration,
-            max_rate_limit_duration=max_rate_limit_duration,
-            shutdown_timeout=shutdown_timeout,
-            on_full=on_full,
-            on_full_timeout=on_full_timeout,
-            persist=persist,
-        )
+        try:
+            built = _built_from_settings()
+        except (ValidationError, SpoolError) as error:
+            if current_request_context() is None:
+                raise
+            return _stand_in(error)
+        default_client = built
     return default_client
+
+
+_stand_in_client: Optional[Client] = None
+_reported_setting_errors: set = set()
+
+
+def _stand_in(error: Exception) -> Client:
+    """A client that sends nothing, for calls inside a request (or job) while the module-level
+    settings cannot make a client: the visitor's request must not fail for the application's
+    configuration (a missing ``SEGMENT_WRITE_KEY`` would answer every request that tracks with
+    a 500, as would a spool folder missing on one machine). Each distinct error is logged once;
+    calls outside requests still raise it, and the next call after the settings are fixed
+    builds the real client."""
+    global _stand_in_client
+    text = str(error)
+    if text not in _reported_setting_errors:
+        _reported_setting_errors.add(text)
+        logger.error(
+            "analytics: the module-level settings cannot make a client (%s: %s); calls inside "
+            "requests and jobs send nothing until they are fixed, calls outside raise this error",
+            type(error).__name__,
+            text,
+        )
+    if _stand_in_client is None:
+        _stand_in_client = Client(send=False)
+    return _stand_in_client
+
+
+def _built_from_settings() -> Client:
+    return Client(
+        write_key,
+        host=host,
+        debug=debug,
+        max_queue_size=max_queue_size,
+        send=send,
+        on_error=on_error,
+        gzip=gzip,
+        max_retries=max_retries,
+        sync_mode=sync_mode,
+        timeout=timeout,
+        proxies=proxies,
+        thread=thread,
+        upload_size=upload_size,
+        upload_interval=upload_interval,
+        log_handler=log_handler,
+        oauth_client_id=oauth_client_id,
+        oauth_client_key=oauth_client_key,
+        oauth_key_id=oauth_key_id,
+        oauth_auth_server=oauth_auth_server,
+        oauth_scope=oauth_scope,
+        max_total_backoff_duration=max_total_backoff_duration,
+        max_rate_limit_duration=max_rate_limit_duration,
+        shutdown_timeout=shutdown_timeout,
+        on_full=on_full,
+        on_full_timeout=on_full_timeout,
+        persist=persist,
+    )
 
 
 def identify(

@@ -35,6 +35,7 @@ def _isolated_module_state():
     saved_level, saved_handlers = logger.level, list(logger.handlers)
     saved = {name: getattr(analytics_core, name) for name in _MODULE_SETTINGS}
     _end_default_client()  # one made before any test ran (the Django test project's AppConfig)
+    analytics_core._reported_setting_errors.clear()  # each test sees its own settings errors
     yield
     _end_default_client()
     for name, value in saved.items():
