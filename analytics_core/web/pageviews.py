@@ -29,6 +29,8 @@ import html
 import re
 from typing import Any, Iterable, List, Mapping, Optional, Pattern, Sequence, Tuple, Union
 
+from . import _MAX_HEADER_LENGTH
+
 __all__ = [
     "DEFAULT_EXCLUDE",
     "ExcludeRule",
@@ -129,10 +131,6 @@ def is_excluded(path: str, rules: Sequence[ExcludeRule]) -> bool:
     return False
 
 
-_LONGEST_BROWSER_USER_AGENT = 4096
-"""Longer is not a browser (and the message would leave the header out: see the web module)."""
-
-
 def is_page_request(method: str, headers: Mapping[str, str]) -> bool:
     """The request side of a page view: a GET by a browser that is loading a document
     (``headers`` maps lower-case names to values)."""
@@ -152,7 +150,7 @@ def is_page_request(method: str, headers: Mapping[str, str]) -> bool:
     user_agent = headers.get("user-agent")
     if not user_agent:
         return True
-    if len(user_agent) > _LONGEST_BROWSER_USER_AGENT:
+    if len(user_agent) > _MAX_HEADER_LENGTH:  # not a browser; the message leaves it out too
         return False
     return not (_CRAWLER.search(user_agent) or _LIBRARY.match(user_agent.lstrip()))
 

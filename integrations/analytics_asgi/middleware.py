@@ -152,32 +152,34 @@ class SegmentMiddleware:
             "on_full_timeout": on_full_timeout,
             "persist": persist,
         }
+        middleware_options = {
+            "trusted_proxies": trusted_proxies,
+            "forwarded_header": forwarded_header,
+            "pageviews": pageviews,
+            "pageviews_exclude": pageviews_exclude,
+            "user_id_from_scope": user_id_from_scope,
+            "anonymous_id_cookie": anonymous_id_cookie,
+            "anonymous_id_cookie_domain": anonymous_id_cookie_domain,
+        }
         try:
-            self._configure(
-                client,
-                client_options,
-                trusted_proxies=trusted_proxies,
-                forwarded_header=forwarded_header,
-                pageviews=pageviews,
-                pageviews_exclude=pageviews_exclude,
-                user_id_from_scope=user_id_from_scope,
-                anonymous_id_cookie=anonymous_id_cookie,
-                anonymous_id_cookie_domain=anonymous_id_cookie_domain,
-            )
+            self._configure(client, client_options, middleware_options)
         except (ValueError, SpoolError) as error:
             # Starlette and FastAPI build their middleware on the first call, inside the
             # server: raised here, the error would fail that call only. uvicorn's default
             # lifespan mode then reads it as "lifespan unsupported", starts anyway and answers
             # every request with a 500. Instead, the lifespan's startup fails with the error
             # (the server stops at once, saying why), and where no lifespan runs the app is
-            # served by a client that sends nothing.
+            # served by a client that sends nothing, with the options' defaults.
             self.setup_error = error
             logger.error(
                 "%s; this app's events will not be sent (its lifespan startup fails with this "
                 "error)",
                 error,
             )
-            self._configure(Client(send=False), {})
+            defaults = SegmentMiddleware.__init__.__kwdefaults__
+            self._configure(
+                Client(send=False), {}, {name: defaults[name] for name in middleware_options}
+            )
         # What page() and shutdown() are called on: the client, or the module-level API that
         # resolves the default client when it is needed (it may be configured after this).
         self._target: Any = self.client if self.client is not None else analytics_core
@@ -186,26 +188,22 @@ class SegmentMiddleware:
         self,
         client: Optional[Client],
         client_options: Dict[str, Any],
-        *,
-        trusted_proxies: int = 0,
-        forwarded_header: str = "X-Forwarded-For",
-        pageviews: bool = False,
-        pageviews_exclude: Optional[Sequence[ExcludeRule]] = None,
-        user_id_from_scope: Union[UserIdFromScope, str, None] = None,
-        anonymous_id_cookie: bool = True,
-        anonymous_id_cookie_domain: Optional[str] = None,
+        options: Dict[str, Any],
     ) -> None:
         """Check the options and set what requests read; raises the first bad option's error."""
-        check_middleware_options(trusted_proxies, pageviews, anonymous_id_cookie)
-        self.trusted_proxies = int(trusted_proxies)
-        self.forwarded_header = forwarded_header_option(forwarded_header)
-        self.pageviews = pageviews
-        self.pageviews_exclude = pageviews_exclude_option(pageviews_exclude)
+        check_middleware_options(
+            options["trusted_proxies"], options["pageviews"], options["anonymous_id_cookie"]
+        )
+        self.trusted_proxies = int(options["trusted_proxies"])
+        self.forwarded_header = forwarded_header_option(options["forwarded_header"])
+        self.pageviews = options["pageviews"]
+        self.pageviews_exclude = pageviews_exclude_option(options["pageviews_exclude"])
         self.user_id_from_scope: UserIdFromScope = (
-            user_id_from_scope_option(user_id_from_scope) or user_id_from_scope_user
+            user_id_from_scope_option(options["user_id_from_scope"]) or user_id_from_scope_user
         )
         self.cookie = CookieOptions(
-            anonymous_id_cookie, cookie_domain_option(anonymous_id_cookie_domain)
+            options["anonymous_id_cookie"],
+            cookie_domain_option(options["anonymous_id_cookie_domain"]),
         )
         # None when the middleware uses analytics_core's default client.
         self.client: Optional[Client] = choose_client(client, client_options)
