@@ -89,6 +89,21 @@ def _versions(outcomes: Sequence[Outcome]) -> Dict[str, str]:
     return versions
 
 
+def _floor_lines(outcomes: Sequence[Outcome]) -> List[str]:
+    """The caller CPU row's floor (``bench.workloads.caller_floor``), when it was measured."""
+    for outcome in outcomes:
+        runs = (outcome.results.get("core") or {}).get("runs", [])
+        floors = [run["floor"] for run in runs if "floor" in run]
+        if outcome.row.key == "cpu" and floors:
+            floor = floors[0]
+            return [
+                f"  cpu floor (analytics-core, same run): the call with nothing queued "
+                f"{floor['call_us']:.2f} µs + the queue with the uploader delivering "
+                f"{floor['queue_us']:.2f} µs = {floor['floor_us']:.2f} µs"
+            ]
+    return []
+
+
 def format_report(
     outcomes: Sequence[Outcome],
     capacity: Optional[Dict[str, Any]],
@@ -123,6 +138,7 @@ def format_report(
         lines += _table(cells)
         lines += ["", "ratio = analytics-core / analytics-python. How each row is measured:"]
         lines += [f"  {outcome.row.key}: {outcome.row.note}" for outcome in outcomes]
+        lines += _floor_lines(outcomes)
     if capacity is not None:
         flag = "" if all(check["passed"] for check in capacity["checks"]) else " !!"
         lines += [

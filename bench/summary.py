@@ -55,7 +55,31 @@ def side_by_side_lines(results: Dict[str, Any]) -> List[Line]:
         # A count that must be zero has no meaningful ratio.
         ratio = "" if targets[row["key"]].kind == "zero" else _ratio_text(row.get("ratio"))
         lines.append((metric, cells[0], cells[1], ratio, target + verdict))
+        if row["key"] == "cpu":
+            lines += caller_floor_lines(row)
     return lines
+
+
+def caller_floor_lines(row: Dict[str, Any]) -> List[Line]:
+    """Under the caller CPU row: the floor analytics-core's own parts put under it in the same
+    run (see ``bench.workloads.caller_floor``), against what the target allows."""
+    core = row["results"].get(LIBRARY_NAMES["core"]) or {}
+    segment = (row["results"].get(LIBRARY_NAMES["segment"]) or {}).get("value")
+    floors = [run["floor"] for run in core.get("runs", []) if "floor" in run]
+    if not floors:
+        return []
+    floor = floors[0]
+    target = next(found.target for found in ROWS if found.key == "cpu")
+    if segment:
+        allowed = target.value * segment
+        verdict = "above it" if floor["floor_us"] > allowed else "below it"
+        target_text = f"≤ {target.value:g}× is {allowed:.2f} µs: the floor is {verdict}"
+        ratio = _ratio_text(floor["floor_us"] / segment)
+    else:
+        target_text, ratio = "", ""
+    value = f"{floor['call_us']:.2f} + {floor['queue_us']:.2f} = {floor['floor_us']:.2f}"
+    metric = "caller CPU floor (µs): the call with nothing queued + the queue with hand-offs"
+    return [(metric, value, "", ratio, target_text)]
 
 
 def middleware_lines(results: Dict[str, Any]) -> List[Line]:

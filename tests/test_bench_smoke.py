@@ -61,6 +61,10 @@ def test_quick_core_only_run_prints_the_table_and_passes_the_count_check(results
     assert header[0].split() == ["metric", "analytics-core", "analytics-python", "ratio", "target"]
     assert "collector count check: passed" in done.stdout
     assert "caller CPU per track()" in done.stdout
+    # The floor's two parts were measured in the same run, and the collector stored their
+    # messages too (the count check above covers them).
+    floor = [line for line in done.stdout.splitlines() if "cpu floor" in line]
+    assert floor and "the queue with the uploader delivering" in floor[0], done.stdout
     assert (folder / "latest.json").is_file()
 
 
@@ -89,6 +93,7 @@ def test_summary_prints_one_table_of_every_row(results):
     assert table[0] == "| metric | analytics-core | analytics-python | ratio | target |"
     metrics = [line.split("|")[1].strip() for line in table[2:]]
     assert metrics[0] == "caller CPU per track() (µs)"
+    assert metrics[1].startswith("caller CPU floor (µs)")
     assert any(metric.startswith("delivered events/s") for metric in metrics)
     assert any(metric.startswith("middleware overhead, Starlette (uvicorn)") for metric in metrics)
     inprocess = [line for line in table if "in-process overhead" in line and "Starlette" in line]
