@@ -43,6 +43,23 @@ def test_the_cookie_is_what_analytics_js_writes():
     assert abs(expires - (time.time() + COOKIE_MAX_AGE)) < 60
 
 
+def test_the_expiry_date_follows_the_clock_to_the_second(monkeypatch):
+    # The date is written once a second and reused within it; a cookie minted in the next
+    # second, or after a long quiet spell, expires a year after its own minting.
+    def expires_at(now):
+        monkeypatch.setattr(time, "time", lambda: now)
+        return email.utils.parsedate_to_datetime(
+            parsed(cookie_header("id", secure=False))["expires"]
+        )
+
+    start = 1_800_000_000.25
+    first = expires_at(start).timestamp()
+    assert first == int(start) + COOKIE_MAX_AGE
+    assert expires_at(start + 0.5).timestamp() == first
+    assert expires_at(start + 1).timestamp() == first + 1
+    assert expires_at(start + 86_400).timestamp() == first + 86_400
+
+
 def test_secure_on_https_and_a_domain_when_configured():
     morsel = parsed(cookie_header("id-1", secure=True, domain=".example.com"))
     assert morsel["secure"]

@@ -682,3 +682,21 @@ def test_property_every_spelling_of_an_address_gives_its_canonical_form(address,
     assert client_ip(text, {}, 0) == canonical(address)
     assert xff(f"{FORGED}, {text}") == canonical(address)
     assert client_ip(f"{text}%1", {}, 0) is None
+
+
+_OCTET_TEXT = st.one_of(
+    st.integers(min_value=0, max_value=999).map(str),
+    st.sampled_from(["00", "01", "010", "255", "256", "299", "300", "199", "25", "2550"]),
+)
+
+
+@given(st.lists(_OCTET_TEXT, min_size=3, max_size=5).map(".".join))
+def test_a_dotted_peer_is_read_as_ipaddress_reads_it(text):
+    # A plain IPv4 peer skips ipaddress (it is its own canonical text); the answer must be
+    # the one ipaddress gives: the address, or no address (a leading zero, an octet past 255,
+    # three or five octets).
+    try:
+        expected: Optional[str] = str(ipaddress.IPv4Address(text))
+    except ValueError:
+        expected = None
+    assert client_ip(text, {}) == expected

@@ -3,7 +3,10 @@
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from analytics_core.web import pageviews
 from analytics_core.web.pageviews import (
     DEFAULT_EXCLUDE,
     compile_exclude,
@@ -111,6 +114,64 @@ def test_people_are_not_crawlers(user_agent):
     assert is_page_request("GET", {"user-agent": user_agent}) is True
 
 
+# Pieces of User-Agents, crawler words in odd cases and near misses among them, so that the
+# generated text often holds what the crawler search looks for.
+_UA_PIECES = st.sampled_from(
+    [
+        "Mozilla/5.0 ",
+        "(compatible; ",
+        "GoogleBOT/2.1",
+        "cubot x30",
+        "Bot",
+        "bot_",
+        "-",
+        "/",
+        "+",
+        ";",
+        "_",
+        "HTTPS://",
+        "http:/",
+        "Crawler",
+        "sPiDeR",
+        "Slurp",
+        "FacebookExternalHit",
+        "Mediapartners-Google",
+        "mediapartners-googl",
+        "\u017fpider/",  # LATIN SMALL LETTER LONG S: a case-blind "s" outside ASCII
+        "\u212aB",  # KELVIN SIGN: a case-blind "k"
+        "Café ☃ ",
+        " ",
+    ]
+)
+
+
+@given(st.lists(_UA_PIECES, max_size=12).map("".join) | st.text(max_size=80))
+def test_the_quick_crawler_test_answers_as_the_crawler_search_does(user_agent):
+    # is_crawler skips the (slow, case-blind) search for text that cannot match it; it must
+    # never skip text that does.
+    expected = pageviews._CRAWLER.search(user_agent) is not None
+    assert pageviews.is_crawler(user_agent) is expected
+
+
+@pytest.mark.parametrize(
+    "user_agent",
+    [
+        "x Spider/1",
+        "x CRAWLER-1",
+        "x slurp;",
+        "x bot_",
+        "x HTTP://",
+        "x https://",
+        "x FacebookExternalHit",
+        "x Mediapartners-Google",
+        "x \u017fpider/",  # a case-blind "s" outside ASCII: the search's answer, not lower()'s
+    ],
+)
+def test_each_word_of_the_crawler_search_alone_is_found(user_agent):
+    assert pageviews._CRAWLER.search(user_agent) is not None
+    assert pageviews.is_crawler(user_agent) is True
+
+
 def test_a_user_agent_longer_than_any_browser_sends_makes_no_page_view():
     assert is_page_request("GET", {"user-agent": BROWSER + "x" * 4096}) is False
     assert is_page_request("GET", {"user-agent": BROWSER.ljust(4096, "x")}) is True
@@ -205,3 +266,24 @@ def test_exclusions_take_prefixes_and_compiled_regexes():
 def test_a_bad_exclusion_is_refused_by_name(bad):
     with pytest.raises(ValueError, match="PAGEVIEWS_EXCLUDE"):
         compile_exclude(bad, "PAGEVIEWS_EXCLUDE")
+
+
+_PATH_STARTS = st.sampled_from(
+    ["", "/", "/health", "/healthz", "/static", "/admin", "/x", "/-", "/metrics", "/favicon.ico"]
+)
+_PATH_ENDS = st.lists(st.sampled_from(["/", "z", ".", "?", "x", "-", "css"]), max_size=3)
+
+
+@given(
+    st.tuples(_PATH_STARTS, _PATH_ENDS.map("".join)).map("".join),
+    st.lists(
+        st.sampled_from(
+            [*DEFAULT_EXCLUDE, "/x", "/static", "/health/", re.compile(r"^/x\.\w+$"), "/-"]
+        ),
+        max_size=5,
+    ),
+)
+def test_a_tuple_of_rules_excludes_as_the_rules_one_by_one_do(path, rules):
+    # A tuple of rules (what compile_exclude gives) takes a quick test over all its prefixes
+    # first; a list goes through the rules one by one. Both must answer alike.
+    assert is_excluded(path, tuple(rules)) is is_excluded(path, list(rules))

@@ -142,6 +142,11 @@ def _parse_address(text: str, shapes: FrozenSet[str] = _ANY_SHAPE) -> Optional[_
 
 def _parse_ip(text: str) -> Optional[str]:
     """The canonical text of the address in ``text`` (any accepted shape), or None."""
+    if _IPV4.fullmatch(text) and all(len(octet) < 3 or octet <= "255" for octet in text.split(".")):
+        # A plain IPv4 address (the socket peer, most of the time) is its own canonical text:
+        # _IPV4 has no leading zeros and the octets are in range. 1 µs instead of 7 for
+        # ipaddress's parsing and str().
+        return text
     address = _parse_address(text)
     # str() is the costly part for IPv6, so it is only paid for the one address returned.
     return None if address is None else str(address)

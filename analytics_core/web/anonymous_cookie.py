@@ -15,7 +15,7 @@ in the page, continue the same anonymous identity:
 import re
 import time
 from email.utils import formatdate
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from . import ANONYMOUS_ID_COOKIE
 
@@ -51,9 +51,25 @@ def check_cookie_domain(domain: Any, setting: str) -> Optional[str]:
     return domain
 
 
+_expires: Tuple[int, str] = (-1, "")
+"""The last ``Expires`` date written, and the second it was written for."""
+
+
+def _expires_text() -> str:
+    # formatdate() runs a dozen Python-level steps (about 5 µs); a busy site mints many
+    # cookies within one second, all with the same date.
+    global _expires
+    second = int(time.time())
+    cached = _expires  # one read of a tuple: safe without a lock
+    if cached[0] != second:
+        cached = (second, formatdate(second + COOKIE_MAX_AGE, usegmt=True))
+        _expires = cached
+    return cached[1]
+
+
 def cookie_header(anonymous_id: str, *, secure: bool, domain: Optional[str] = None) -> str:
     """A whole ``Set-Cookie`` header value for frameworks without a cookie API (ASGI)."""
-    expires = formatdate(time.time() + COOKIE_MAX_AGE, usegmt=True)
+    expires = _expires_text()
     parts = [
         f"{ANONYMOUS_ID_COOKIE}={cookie_value(anonymous_id)}",
         f"Expires={expires}",

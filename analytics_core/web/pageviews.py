@@ -25,6 +25,7 @@ regular expression route is named after the path instead. ``properties.title`` i
 document's ``<title>`` when the body is at hand, as analytics.js reports ``document.title``.
 """
 
+import functools
 import html
 import re
 from typing import Any, Iterable, List, Mapping, Optional, Pattern, Sequence, Tuple, Union
@@ -80,6 +81,8 @@ _CRAWLER = re.compile(
     r"(?:bot|crawler|spider|slurp)[/\-+;_]|https?://|facebookexternalhit|mediapartners-google",
     re.IGNORECASE,
 )
+# Every match of _CRAWLER holds one of the words is_crawler looks for first, lower-cased: "bot",
+# "crawler", "spider", "slurp", "http", "facebookexternalhit", "mediapartners".
 # HTTP libraries and command-line tools name themselves first in their User-Agent.
 _LIBRARY = re.compile(
     r"^(?:curl|wget|python-requests|python-httpx|python-urllib|aiohttp|httpie|go-http-client|"
@@ -118,8 +121,22 @@ def compile_exclude(rules: Optional[Iterable[Any]], setting: str) -> Tuple[Exclu
     return tuple(checked)
 
 
+@functools.lru_cache(maxsize=32)
+def _prefixes(rules: Tuple[ExcludeRule, ...]) -> Tuple[Tuple[str, ...], bool]:
+    """The path prefixes among ``rules``, and whether there are other (regex) rules."""
+    prefixes = tuple(rule for rule in rules if isinstance(rule, str))
+    return prefixes, len(prefixes) < len(rules)
+
+
 def is_excluded(path: str, rules: Sequence[ExcludeRule]) -> bool:
     """Whether ``path`` falls under one of ``rules``."""
+    if type(rules) is tuple:
+        # Settings are checked into tuples (compile_exclude): one C-level startswith over
+        # their prefixes tells most paths apart without the loop (0.6 µs against 3.7 with the
+        # default list).
+        prefixes, has_patterns = _prefixes(rules)
+        if not has_patterns and not path.startswith(prefixes):
+            return False
     for rule in rules:
         if isinstance(rule, str):
             if path.startswith(rule) and (
@@ -152,7 +169,32 @@ def is_page_request(method: str, headers: Mapping[str, str]) -> bool:
         return True
     if len(user_agent) > _MAX_HEADER_LENGTH:  # not a browser; the message leaves it out too
         return False
-    return not (_CRAWLER.search(user_agent) or _LIBRARY.match(user_agent.lstrip()))
+    return not (is_crawler(user_agent) or _LIBRARY.match(user_agent.lstrip()))
+
+
+def is_crawler(user_agent: str) -> bool:
+    """Whether ``user_agent`` names a crawler (``_CRAWLER``), quickly for a browser's.
+
+    The case-blind search costs about 14 µs on a browser's 110 characters (it tries each
+    alternative at every position); a browser's User-Agent holds none of the words it looks
+    for, which plain substring tests on the lower-cased text tell in under a µs. Only text
+    holding one of them, or text outside ASCII (where case-blind matching folds more than
+    ``lower()`` does), goes to the search itself, so the answer is the search's.
+    """
+    if user_agent.isascii():
+        lowered = user_agent.lower()
+        # Written out: a generator over the words costs twice as much as the tests.
+        if not (
+            "bot" in lowered
+            or "http" in lowered
+            or "crawler" in lowered
+            or "spider" in lowered
+            or "slurp" in lowered
+            or "facebookexternalhit" in lowered
+            or "mediapartners" in lowered
+        ):
+            return False
+    return _CRAWLER.search(user_agent) is not None
 
 
 def _accepts_html(accept: str) -> bool:
