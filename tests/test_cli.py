@@ -59,6 +59,10 @@ def test_collector_help_is_the_collectors_own(capsys):
     assert "--write-key" in out
     # Named the way it was invoked, not as `python -m analytics_core.collector`.
     assert out.startswith("usage: analytics-core collector ")
+    # Where it listens and writes without options (a trial user had to read the code for it).
+    flat = " ".join(out.split())
+    assert "(default 8086)" in flat
+    assert "(default events.db, in the current folder)" in flat
 
 
 def test_demo_runs_end_to_end():

@@ -23,8 +23,14 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "see the README for its filters).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8086, help="port; 0 picks a free one")
-    parser.add_argument("--db", default="events.db", help="SQLite file, or :memory:")
+    parser.add_argument(
+        "--port", type=int, default=8086, help="port (default 8086); 0 picks a free one"
+    )
+    parser.add_argument(
+        "--db",
+        default="events.db",
+        help="SQLite file, or :memory: (default events.db, in the current folder)",
+    )
     parser.add_argument(
         "--write-key",
         type=_write_key,
