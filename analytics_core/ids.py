@@ -95,16 +95,24 @@ reset_after_fork = _source.reset
 
 _UTC = _dt.timezone.utc
 _last_stamp: Tuple[int, str] = (-1, "")
+_last_second: Tuple[int, str] = (-1, "")
 
 
 def now_iso() -> str:
     """The current UTC time as ISO-8601 with milliseconds and offset, cached per millisecond."""
-    global _last_stamp
-    now = time.time()
-    millis = int(now * 1000)
+    global _last_stamp, _last_second
+    millis = int(time.time() * 1000)
     cached = _last_stamp  # one read of a tuple: safe without a lock
     if cached[0] == millis:
         return cached[1]
-    text = _dt.datetime.fromtimestamp(millis / 1000, _UTC).isoformat(timespec="milliseconds")
+    # A web app's calls fall in a new millisecond nearly every time: the date and time of day
+    # are formatted once a second (3.6 µs), the milliseconds added to them (0.4 µs).
+    second, fraction = divmod(millis, 1000)
+    day_and_time = _last_second
+    if day_and_time[0] != second:
+        text = _dt.datetime.fromtimestamp(second, _UTC).isoformat(timespec="seconds")
+        day_and_time = (second, text[:-6])  # without its "+00:00", which goes after the fraction
+        _last_second = day_and_time
+    text = f"{day_and_time[1]}.{fraction:03d}+00:00"
     _last_stamp = (millis, text)
     return text

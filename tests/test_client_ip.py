@@ -359,6 +359,8 @@ def test_headers_from_wsgi_carries_the_configured_header():
     assert headers_from_wsgi(environ, "forwarded") == default
     # An unusable name reads nothing extra and does not raise inside the request.
     assert headers_from_wsgi(environ, "x real ip") == default
+    assert headers_from_wsgi(environ, None) == default  # type: ignore[arg-type]
+    assert headers_from_wsgi(environ, ["x-real-ip"]) == default  # type: ignore[arg-type]
     headers = headers_from_wsgi(environ, "x-real-ip")
     assert client_ip(environ["REMOTE_ADDR"], headers, 1, "x-real-ip") == "3.3.3.3"
 

@@ -3,9 +3,12 @@
 import datetime as dt
 import threading
 import uuid
+from unittest import mock
 
 import pytest
 from dateutil.parser import isoparse
+from hypothesis import given
+from hypothesis import strategies as st
 
 import analytics_core
 from analytics_core import Client, ValidationError, ids
@@ -607,3 +610,18 @@ def test_now_iso_is_aware_and_close_to_now():
     assert parsed.tzinfo is not None
     assert parsed.utcoffset() == dt.timedelta(0)
     assert before - dt.timedelta(milliseconds=1) <= parsed <= after
+
+
+# Up to 2100; the clock a quarter to three quarters into the millisecond, clear of the float
+# rounding a time.time() that far out carries (about 0.06 ms).
+@given(st.integers(min_value=0, max_value=4_102_444_800_000), st.floats(0.25, 0.75))
+def test_now_iso_writes_the_clocks_millisecond_as_datetime_would(millis, within):
+    # The date and time of day are formatted once a second and the milliseconds added: every
+    # stamp must read as datetime's own ISO text of that millisecond, at any time of any day.
+    expected = dt.datetime.fromtimestamp(millis // 1000, dt.timezone.utc).replace(
+        microsecond=millis % 1000 * 1000
+    )
+    with mock.patch.object(ids.time, "time", lambda: (millis + within) / 1000):
+        ids._last_stamp = (-1, "")
+        text = ids.now_iso()
+    assert text == expected.isoformat(timespec="milliseconds")

@@ -7,6 +7,7 @@ cookie or encoding leaves its field out (for the client IP: falls back to the so
 never raises into the user's request.
 """
 
+import functools
 import ipaddress
 import json
 import logging
@@ -491,18 +492,27 @@ def headers_from_wsgi(
     ``forwarded_header`` is the header the user's proxies write (see :func:`client_ip`); it is
     carried under its lower-case name, as ``HTTP_<NAME>`` is where WSGI keeps it.
     """
+    if not isinstance(forwarded_header, str):  # never raises, as _header_name never did
+        forwarded_header = ""
+    headers = {}
+    for key, name in _wsgi_keys(forwarded_header):
+        value = environ.get(key)
+        if isinstance(value, str):
+            headers[name] = value
+    return headers
+
+
+@functools.lru_cache(maxsize=16)
+def _wsgi_keys(forwarded_header: str) -> Tuple[Tuple[str, str], ...]:
+    # The environ keys to read and the names they go under, per forwarded-header setting (an
+    # app has one): worked out once instead of on every request.
     keys = dict(_WSGI_HEADERS)
     configured = _header_name(forwarded_header)
     if configured is not None:
         # Not validated loudly here: this runs inside the request, and an unusable name just
         # means the header is never found and the peer is used.
         keys["HTTP_" + configured.upper().replace("-", "_")] = configured
-    headers = {}
-    for key, name in keys.items():
-        value = environ.get(key)
-        if isinstance(value, str):
-            headers[name] = value
-    return headers
+    return tuple(keys.items())
 
 
 def headers_from_asgi(raw: Iterable[Tuple[bytes, bytes]]) -> Mapping[str, str]:
