@@ -110,8 +110,8 @@ def now_iso() -> str:
     second, fraction = divmod(millis, 1000)
     day_and_time = _last_second
     if day_and_time[0] != second:
-        text = _dt.datetime.fromtimestamp(second, _UTC).isoformat(timespec="seconds")
-        day_and_time = (second, text[:-6])  # without its "+00:00", which goes after the fraction
+        whole = _dt.datetime.fromtimestamp(second, _UTC).isoformat(timespec="seconds")
+        day_and_time = (second, whole[:-6])  # without its "+00:00", which goes after the fraction
         _last_second = day_and_time
     text = f"{day_and_time[1]}.{fraction:03d}+00:00"
     _last_stamp = (millis, text)

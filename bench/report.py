@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .rows import Outcome, ratio
+from .rows import Outcome, caller_floor_of, ratio
 
 __all__ = [
     "LIBRARY_NAMES",
@@ -92,10 +92,8 @@ def _versions(outcomes: Sequence[Outcome]) -> Dict[str, str]:
 def _floor_lines(outcomes: Sequence[Outcome]) -> List[str]:
     """The caller CPU row's floor (``bench.workloads.caller_floor``), when it was measured."""
     for outcome in outcomes:
-        runs = (outcome.results.get("core") or {}).get("runs", [])
-        floors = [run["floor"] for run in runs if "floor" in run]
-        if outcome.row.key == "cpu" and floors:
-            floor = floors[0]
+        floor = caller_floor_of(outcome.results.get("core"))
+        if outcome.row.key == "cpu" and floor is not None:
             return [
                 f"  cpu floor (analytics-core, same run): the call with nothing queued "
                 f"{floor['call_us']:.2f} µs + the queue with the uploader delivering "

@@ -237,3 +237,10 @@ class Outcome:
         """The checks of ``library``'s runs whose actual value was not the expected one."""
         result = self.results.get(library) or {}
         return [check for check in result.get("checks", []) if not check["passed"]]
+
+
+def caller_floor_of(result: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The caller CPU floor (``bench.workloads.caller_floor``) in one library's row result,
+    or None when it was not measured."""
+    runs = (result or {}).get("runs", [])
+    return next((run["floor"] for run in runs if "floor" in run), None)

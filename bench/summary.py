@@ -20,7 +20,7 @@ from .collector import ROOT
 from .inprocess import TARGET_SHARE
 from .middleware import TARGET_OVERHEAD
 from .report import LIBRARY_NAMES
-from .rows import ROWS
+from .rows import ROWS, caller_floor_of
 
 RESULTS = ROOT / "bench" / "results"
 FRAMEWORK_NAMES = {"django": "Django", "flask": "Flask", "starlette": "Starlette"}
@@ -63,12 +63,10 @@ def side_by_side_lines(results: Dict[str, Any]) -> List[Line]:
 def caller_floor_lines(row: Dict[str, Any]) -> List[Line]:
     """Under the caller CPU row: the floor analytics-core's own parts put under it in the same
     run (see ``bench.workloads.caller_floor``), against what the target allows."""
-    core = row["results"].get(LIBRARY_NAMES["core"]) or {}
-    segment = (row["results"].get(LIBRARY_NAMES["segment"]) or {}).get("value")
-    floors = [run["floor"] for run in core.get("runs", []) if "floor" in run]
-    if not floors:
+    floor = caller_floor_of(row["results"].get(LIBRARY_NAMES["core"]))
+    if floor is None:
         return []
-    floor = floors[0]
+    segment = (row["results"].get(LIBRARY_NAMES["segment"]) or {}).get("value")
     target = next(found.target for found in ROWS if found.key == "cpu")
     if segment:
         allowed = target.value * segment

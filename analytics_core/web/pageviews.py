@@ -81,8 +81,7 @@ _CRAWLER = re.compile(
     r"(?:bot|crawler|spider|slurp)[/\-+;_]|https?://|facebookexternalhit|mediapartners-google",
     re.IGNORECASE,
 )
-# Every match of _CRAWLER holds one of the words is_crawler looks for first, lower-cased: "bot",
-# "crawler", "spider", "slurp", "http", "facebookexternalhit", "mediapartners".
+# Every match of _CRAWLER holds one of the words is_crawler looks for first: change both.
 # HTTP libraries and command-line tools name themselves first in their User-Agent.
 _LIBRARY = re.compile(
     r"^(?:curl|wget|python-requests|python-httpx|python-urllib|aiohttp|httpie|go-http-client|"

@@ -20,7 +20,7 @@ from analytics_core.web.pageviews import (
 
 from .state import AppState
 
-__all__ = ["PageViewHook", "is_page_view", "page_name", "page_view_body", "record_page_view"]
+__all__ = ["PageViewHook", "page_name", "page_view_body", "record_page_view"]
 
 logger = logging.getLogger("segment")
 
@@ -88,11 +88,6 @@ def page_view_body(
         return _NOT_A_PAGE_VIEW
     body = _body(response)
     return body if is_document(body) else _NOT_A_PAGE_VIEW
-
-
-def is_page_view(state: AppState, request: Request, response: Response) -> bool:
-    """Whether ``response`` to ``request`` is a page a browser loaded."""
-    return page_view_body(state, request, response) is not _NOT_A_PAGE_VIEW
 
 
 def page_name(request: Request) -> str:
