@@ -5,9 +5,11 @@ A caller in a tight loop of ``track()`` calls holds the GIL until the interprete
 for it each time. The pipeline lets go of the GIL now and then instead (see ``Pipeline.put``),
 which needs a call that releases the GIL around a system call and returns at once.
 
-``time.sleep(0)`` is the obvious one, and the dearest: on Linux it sets up a timer and sleeps
-for the thread's timer slack, 50 µs by default, which cost about 48 µs of CPU and 110 µs of wall
-time per call here. ``os.sched_yield()`` costs 0.3 µs and releases the GIL from Python 3.10;
+``time.sleep(0)`` is the obvious one, and the dearest: on Linux the thread really sleeps (for
+its 50 µs timer slack, ~110 µs of wall time here), and putting a thread to sleep and waking it
+costs it about 49 µs of CPU on the development VM, whatever the wait (a ``sleep(0.01)`` costs 80,
+a blocked ``Lock.acquire()`` 49). ``os.sched_yield()`` costs 0.3 µs and releases the GIL from
+Python 3.10;
 on 3.9 it keeps the GIL, and ``select()`` on no files with a zero timeout (0.7 µs) is used.
 Windows has neither: its ``Sleep(0)`` is cheap, so ``time.sleep(0)`` is kept there.
 """

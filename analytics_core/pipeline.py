@@ -256,7 +256,8 @@ class Pipeline:
           overflow goes to the spool, so nobody waits.
 
         time.sleep(0) on every fourth call, as earlier versions did, cost ~48 µs of CPU per
-        sleep on Linux (a timer and the thread's 50 µs timer slack): 4 µs of every call.
+        sleep on the development VM (what any sleep and wake-up of a thread costs there, see
+        :mod:`.gil`): 4 µs of every call in the benchmark's loop.
         """
         if (
             size + self._in_flight_count >= self._pace_above
