@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .rows import Outcome, caller_floor_of, ratio
+from .rows import Outcome, caller_floor_of, capacity_share_of, ratio
 
 __all__ = [
     "LIBRARY_NAMES",
@@ -102,6 +102,27 @@ def _floor_lines(outcomes: Sequence[Outcome]) -> List[str]:
     return []
 
 
+def _capacity_share_lines(outcomes: Sequence[Outcome]) -> List[str]:
+    """Rows with a ``capacity_share``: analytics-core's value against the collector's capacity
+    read just before each of its runs."""
+    lines = []
+    for outcome in outcomes:
+        found = capacity_share_of(outcome.results.get("core"))
+        if not outcome.row.capacity_share or found is None:
+            continue
+        verdict = "met" if found["share"] >= outcome.row.capacity_share else "MISSED"
+        runs = ", ".join(
+            f"{share:.0%} of {capacity:,.0f}"
+            for share, capacity in zip(found["shares"], found["capacities"])
+        )
+        lines.append(
+            f"  {outcome.row.key}: analytics-core delivered {found['share']:.0%} of the "
+            f"collector's capacity read just before each run ({runs}); target "
+            f"≥ {outcome.row.capacity_share:.0%}: {verdict}"
+        )
+    return lines
+
+
 def format_report(
     outcomes: Sequence[Outcome],
     capacity: Optional[Dict[str, Any]],
@@ -137,6 +158,7 @@ def format_report(
         lines += ["", "ratio = analytics-core / analytics-python. How each row is measured:"]
         lines += [f"  {outcome.row.key}: {outcome.row.note}" for outcome in outcomes]
         lines += _floor_lines(outcomes)
+        lines += _capacity_share_lines(outcomes)
     if capacity is not None:
         flag = "" if all(check["passed"] for check in capacity["checks"]) else " !!"
         lines += [

@@ -1,9 +1,10 @@
 """What the table measures: one :class:`Row` per metric, its size, target and method note."""
 
 import dataclasses
+import statistics
 from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["Target", "Row", "ROWS", "Outcome", "ratio"]
+__all__ = ["Target", "Row", "ROWS", "Outcome", "ratio", "capacity_share_of", "caller_floor_of"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,9 @@ class Row:
     repeats: int = 1  # workload runs per library; the median is shown
     faults: bool = False  # runs against the fault-injecting collector (nothing gets stored)
     libraries: Tuple[str, ...] = ("core", "segment")  # analytics-python has no persist=
+    # Above 0: before each of analytics-core's runs the collector's capacity is read too (see
+    # ``bench.run.measure_row``), and the row's value must reach this share of it.
+    capacity_share: float = 0.0
 
     def size(self, quick: bool) -> int:
         """``n`` for this run."""
@@ -72,6 +76,10 @@ class Row:
         """How many times each library's workload runs."""
         return 1 if quick else self.repeats
 
+
+PAIRED_CAPACITY_SECONDS = 2.0
+"""How long the collector's capacity is read before each run of a row with a
+``capacity_share`` (``--quick``: a tenth)."""
 
 ROWS: List[Row] = [
     Row(
@@ -95,9 +103,12 @@ ROWS: List[Row] = [
         value_format="{:,.0f}",
         target=Target("min_ratio", 12),
         repeats=3,
+        capacity_share=0.85,
         note=(
             "N tracks then flush(), timed from the first track to flush's return; default "
-            "upload_size and interval, one uploader thread; median of 3 processes."
+            "upload_size and interval, one uploader thread; median of 3 processes. Before "
+            "each of analytics-core's, the collector's capacity is read for "
+            f"{PAIRED_CAPACITY_SECONDS:g} s (bench.capacity, bare socket)."
         ),
     ),
     Row(
@@ -244,3 +255,18 @@ def caller_floor_of(result: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]
     or None when it was not measured."""
     runs = (result or {}).get("runs", [])
     return next((run["floor"] for run in runs if "floor" in run), None)
+
+
+def capacity_share_of(result: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """analytics-core's delivered events/s as a share of the collector's capacity read just
+    before each run: the median of the runs' shares, each run's share and capacity; None when
+    no run has a capacity reading."""
+    runs = [run for run in (result or {}).get("runs", []) if run.get("capacity")]
+    if not runs:
+        return None
+    shares = [run["value"] / run["capacity"] for run in runs]
+    return {
+        "share": statistics.median(shares),
+        "shares": shares,
+        "capacities": [run["capacity"] for run in runs],
+    }

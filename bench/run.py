@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from . import report
 from .collector import ROOT, CollectorProcess, child_env
-from .rows import CAPACITY_SECONDS, ROWS, Outcome, Row
+from .rows import CAPACITY_SECONDS, PAIRED_CAPACITY_SECONDS, ROWS, Outcome, Row
 
 LIBRARIES = ("core", "segment")
 # How long the fault-injecting collector holds the uploader's first POST in the memory row;
@@ -82,6 +82,9 @@ def measure_row(row: Row, library: str, collector: CollectorProcess, quick: bool
     checks: List[Dict[str, Any]] = []
     n = row.size(quick)
     for _ in range(row.runs(quick)):
+        capacity = None
+        if row.capacity_share and library == "core":
+            capacity = _paired_capacity(collector, quick, checks)
         collector.clear()
         if row.faults:
             collector.set_faults([{"status": 503, "delay": HOLD_SECONDS, "times": 1}])
@@ -98,6 +101,8 @@ def measure_row(row: Row, library: str, collector: CollectorProcess, quick: bool
             checks.append(_check("collector stored nothing", 0, stored))
         else:
             checks.append(_check("collector stored what was accepted", result["accepted"], stored))
+        if capacity is not None:
+            result["capacity"] = capacity
         if row.measure == "drops":
             # The collector's count is the honest one: whatever was not stored was dropped,
             # whether or not the library said so.
@@ -110,6 +115,21 @@ def measure_row(row: Row, library: str, collector: CollectorProcess, quick: bool
         "runs": runs,
         "checks": checks,
     }
+
+
+def _paired_capacity(
+    collector: CollectorProcess, quick: bool, checks: List[Dict[str, Any]]
+) -> float:
+    """The collector's capacity read just before a run (bare socket client), so that the run's
+    share of it compares minutes that had the same machine: on a shared VM the capacity moves
+    by half from one run of the benchmark to the next."""
+    collector.clear()
+    seconds = PAIRED_CAPACITY_SECONDS / 10 if quick else PAIRED_CAPACITY_SECONDS
+    args = ["--host", collector.url, "--seconds", str(seconds), "--socket-only"]
+    result = run_module("bench.capacity", args, 120)
+    stored = collector.stats()["messages"]
+    checks.append(_check("collector stored what was accepted", result["accepted"], stored))
+    return float(result["value"])
 
 
 def measure_capacity(collector: CollectorProcess, quick: bool) -> Dict[str, Any]:

@@ -20,7 +20,7 @@ from .collector import ROOT
 from .inprocess import TARGET_SHARE
 from .middleware import TARGET_OVERHEAD
 from .report import LIBRARY_NAMES
-from .rows import ROWS, caller_floor_of
+from .rows import ROWS, caller_floor_of, capacity_share_of
 
 RESULTS = ROOT / "bench" / "results"
 FRAMEWORK_NAMES = {"django": "Django", "flask": "Flask", "starlette": "Starlette"}
@@ -57,7 +57,21 @@ def side_by_side_lines(results: Dict[str, Any]) -> List[Line]:
         lines.append((metric, cells[0], cells[1], ratio, target + verdict))
         if row["key"] == "cpu":
             lines += caller_floor_lines(row)
+        lines += capacity_share_lines(row)
     return lines
+
+
+def capacity_share_lines(row: Dict[str, Any]) -> List[Line]:
+    """Under a row with a ``capacity_share`` (the delivered row): analytics-core's events/s as
+    a share of the collector's capacity, read just before each of its runs, and the target."""
+    wanted = next((found.capacity_share for found in ROWS if found.key == row["key"]), 0.0)
+    found = capacity_share_of(row["results"].get(LIBRARY_NAMES["core"]))
+    if not wanted or found is None:
+        return []
+    low, high = min(found["shares"]), max(found["shares"])
+    value = f"{found['share']:.0%} ({low:.0%}-{high:.0%})"
+    metric = "delivered / the collector's capacity, read just before each run"
+    return [(metric, value, "", "", f"≥ {wanted:.0%}{_verdict(found['share'] >= wanted)}")]
 
 
 def caller_floor_lines(row: Dict[str, Any]) -> List[Line]:

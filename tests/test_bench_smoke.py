@@ -65,6 +65,9 @@ def test_quick_core_only_run_prints_the_table_and_passes_the_count_check(results
     # messages too (the count check above covers them).
     floor = [line for line in done.stdout.splitlines() if "cpu floor" in line]
     assert floor and "the queue with the uploader delivering" in floor[0], done.stdout
+    # The delivered row's capacity was read before its run, and those POSTs were counted too.
+    share = [line for line in done.stdout.splitlines() if "capacity read just before" in line]
+    assert share and "target ≥ 85%" in share[0], done.stdout
     assert (folder / "latest.json").is_file()
 
 
@@ -95,6 +98,7 @@ def test_summary_prints_one_table_of_every_row(results):
     assert metrics[0] == "caller CPU per track() (µs)"
     assert metrics[1].startswith("caller CPU floor (µs)")
     assert any(metric.startswith("delivered events/s") for metric in metrics)
+    assert any(metric.startswith("delivered / the collector's capacity") for metric in metrics)
     assert any(metric.startswith("middleware overhead, Starlette (uvicorn)") for metric in metrics)
     inprocess = [line for line in table if "in-process overhead" in line and "Starlette" in line]
     assert inprocess and "empty hooks" in inprocess[0], table
