@@ -9,8 +9,8 @@ which needs a call that releases the GIL around a system call and returns at onc
 its 50 µs timer slack, ~110 µs of wall time here), and putting a thread to sleep and waking it
 costs it about 49 µs of CPU on the development VM, whatever the wait (a ``sleep(0.01)`` costs 80,
 a blocked ``Lock.acquire()`` 49). ``os.sched_yield()`` costs 0.3 µs and releases the GIL from
-Python 3.10;
-on 3.9 it keeps the GIL, and ``select()`` on no files with a zero timeout (0.7 µs) is used.
+Python 3.10; on 3.9 it keeps the GIL, and ``select()`` on no files with a zero timeout (0.7 µs)
+is used.
 Windows has neither: its ``Sleep(0)`` is cheap, so ``time.sleep(0)`` is kept there.
 """
 

@@ -123,20 +123,22 @@ def _paired_capacity(
     """The collector's capacity read just before a run (bare socket client), so that the run's
     share of it compares minutes that had the same machine: on a shared VM the capacity moves
     by half from one run of the benchmark to the next."""
-    collector.clear()
     seconds = PAIRED_CAPACITY_SECONDS / 10 if quick else PAIRED_CAPACITY_SECONDS
-    args = ["--host", collector.url, "--seconds", str(seconds), "--socket-only"]
-    result = run_module("bench.capacity", args, 120)
-    stored = collector.stats()["messages"]
-    checks.append(_check("collector stored what was accepted", result["accepted"], stored))
+    result = _read_capacity(collector, seconds, "--socket-only")
+    checks += result["checks"]
     return float(result["value"])
 
 
 def measure_capacity(collector: CollectorProcess, quick: bool) -> Dict[str, Any]:
     """The collector's events/s from a bare keep-alive client, checked against its count."""
+    return _read_capacity(collector, CAPACITY_SECONDS / 10 if quick else CAPACITY_SECONDS)
+
+
+def _read_capacity(collector: CollectorProcess, seconds: float, *options: str) -> Dict[str, Any]:
+    """``bench.capacity`` against the cleared ``collector``, with its count check."""
     collector.clear()
-    seconds = CAPACITY_SECONDS / 10 if quick else CAPACITY_SECONDS
-    result = run_module("bench.capacity", ["--host", collector.url, "--seconds", str(seconds)], 120)
+    args = ["--host", collector.url, "--seconds", str(seconds), *options]
+    result = run_module("bench.capacity", args, 120)
     stored = collector.stats()["messages"]
     result["checks"] = [_check("collector stored what was accepted", result["accepted"], stored)]
     return result
